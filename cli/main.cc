@@ -1,0 +1,44 @@
+// pice: the PICE command-line tool.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: pice <command> [flags]\n"
+    "\n"
+    "engine:\n"
+    "  generate  --model M.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
+    "            [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]\n"
+    "            [--stop STR] [--chat] [--json]\n"
+    "  tokenize  --model M.gguf --text TEXT [--no-bos] [--parse-special] [--json]\n"
+    "  gen-model --arch llama|qwen2 --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
+    "            --n-vocab V --type f32|f16|q8_0|q4_0 [--seed S] [--n-ctx C] --out FILE\n"
+    "  bench engine --model M.gguf [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
+    "            [--batch 1,2,4,8] [--repeat R]\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "generate") return pice::cli::RunGenerate(args);
+  if (cmd == "tokenize") return pice::cli::RunTokenize(args);
+  if (cmd == "gen-model") return pice::cli::RunGenModel(args);
+  if (cmd == "bench") {
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine)", 2);
+    const std::string what = args[0];
+    args.erase(args.begin());
+    if (what == "engine") return pice::cli::RunBenchEngine(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine)", 2);
+  }
+  std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+  return 2;
+}
