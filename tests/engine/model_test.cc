@@ -1,0 +1,212 @@
+// The forward pass against llama.cpp's recorded greedy outputs (tests/data, copied from
+// ../shared/testdata; see its README for how they were made).
+//
+// Tolerances:
+//  - F32 models: first-position logits within 2e-3 of llama.cpp (an independent float64
+//    implementation lands within 2.3e-5; ours sums in float), every greedy token equal.
+//  - F16 / Q8_0 / Q4_0: activations are rounded to FP16 / Q8_0 as llama.cpp does, so the
+//    logits follow closely (within 0.05) and the tokens are compared exactly up to the
+//    first step whose recorded top-1/top-2 gap is below kNearTie, where a divergence is
+//    a legitimate near-tie rather than a bug.
+//  - log-probabilities of matched tokens within 1e-2 (5e-3 for F32).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/context.h"
+#include "engine/generator.h"
+#include "engine/model.h"
+#include "nlohmann/json.hpp"
+#include "tests/engine/test_util.h"
+
+namespace pice {
+namespace {
+
+using json = nlohmann::json;
+
+struct GoldenCase {
+  std::string file;   // under tests/data
+  double logit_tol;
+  double logprob_tol;
+  double near_tie;    // divergence allowed only after a recorded gap below this
+};
+
+json LoadJson(const std::string& path) { return json::parse(testing::ReadFileOrDie(path)); }
+
+class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
+
+TEST_P(GoldenTest, MatchesLlamaCpp) {
+  const GoldenCase& gc = GetParam();
+  json d = LoadJson(testing::DataPath(gc.file));
+  std::string model_rel = d["model"];
+  // "models/x.gguf" relative to shared/; ours live under models/ too.
+  auto model = Model::Load(testing::SourceDir() + "/" + model_rel);
+  ASSERT_TRUE(model.ok()) << model.status();
+  Context ctx(**model, 2);
+  const int n_vocab = (*model)->hparams().n_vocab;
+  for (const json& c : d["cases"]) {
+    std::vector<Token> prompt = c["prompt_tokens"].get<std::vector<Token>>();
+    std::vector<Token> want = c["generated_tokens"].get<std::vector<Token>>();
+    std::vector<float> want_lp = c["generated_logprobs"].get<std::vector<float>>();
+    std::vector<float> gaps = c["generated_top1_minus_top2"].get<std::vector<float>>();
+    std::vector<float> first = c["first_position_logits"].get<std::vector<float>>();
+    SCOPED_TRACE(gc.file + " prompt: " + (c["prompt"].is_string() ? c["prompt"].get<std::string>() : "<ids>"));
+    KvCache kv((*model)->hparams(), int(prompt.size() + want.size() + 1));
+    ASSERT_TRUE(ctx.Decode(std::vector<SeqInput>{{&kv, prompt.data(), int(prompt.size())}}).ok());
+    const float* logits = ctx.Logits(0);
+    ASSERT_EQ(int(first.size()), n_vocab);
+    double max_diff = 0;
+    for (int i = 0; i < n_vocab; ++i) max_diff = std::max(max_diff, double(std::fabs(logits[i] - first[i])));
+    EXPECT_LT(max_diff, gc.logit_tol) << "first-position logits";
+
+    bool diverged = false;
+    for (size_t step = 0; step < want.size(); ++step) {
+      std::span<const float> l(logits, n_vocab);
+      Token got = Token(std::max_element(l.begin(), l.end()) - l.begin());
+      if (got != want[step]) {
+        // Allowed only at a recorded near-tie.
+        EXPECT_LT(gaps[step], gc.near_tie) << "step " << step << ": got " << got << ", llama.cpp " << want[step];
+        diverged = true;
+        break;
+      }
+      EXPECT_NEAR(LogSoftmaxAt(l, got), want_lp[step], gc.logprob_tol) << "step " << step;
+      ASSERT_TRUE(ctx.Decode(std::vector<SeqInput>{{&kv, &got, 1}}).ok());
+      logits = ctx.Logits(0);
+    }
+    if (!diverged && c.value("stopped_at_eog", false)) {
+      std::span<const float> l(logits, n_vocab);
+      Token got = Token(std::max_element(l.begin(), l.end()) - l.begin());
+      EXPECT_TRUE((*model)->tokenizer().IsEog(got)) << "expected end of generation, got " << got;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, GoldenTest,
+    ::testing::Values(GoldenCase{"stories260K_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"stories260K-q8_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"stories260K-q4_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"tiny-qwen2_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"tiny-qwen2-q8_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"tiny-qwen2-q4_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"tiny-llama3_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"tiny-llama3-q8_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"tiny-llama3-q4_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"pice-arith/arith-cloud-f16_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"pice-arith/arith-edge-a_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-b_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-c_greedy.json", 2e-3, 5e-3, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-a-q8_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"pice-arith/arith-edge-b-q8_0_greedy.json", 0.05, 1e-2, 0.1},
+                      GoldenCase{"pice-arith/arith-edge-c-q8_0_greedy.json", 0.05, 1e-2, 0.1}),
+    [](const ::testing::TestParamInfo<GoldenCase>& info) {
+      std::string n = info.param.file.substr(info.param.file.find_last_of('/') + 1);
+      n = n.substr(0, n.find("_greedy"));
+      for (char& ch : n) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return n;
+    });
+
+// Quantized models stay close to their F32 source.
+TEST(ModelTest, QuantizedCloseToF32) {
+  for (const char* q : {"tiny-qwen2-q8_0.gguf", "tiny-qwen2-q4_0.gguf", "tiny-llama3-q8_0.gguf"}) {
+    std::string base = std::string(q).substr(0, std::string(q).find('-', 5)) + "-f32.gguf";
+    auto mf = Model::Load(testing::ModelPath(base));
+    auto mq = Model::Load(testing::ModelPath(q));
+    ASSERT_TRUE(mf.ok() && mq.ok()) << base << " " << q;
+    std::vector<Token> prompt = {10, 20, 30, 40, 50, 60};
+    std::vector<float> lf, lq;
+    for (auto* m : {&mf, &mq}) {
+      Context ctx(***m, 1);
+      KvCache kv((**m)->hparams(), 16);
+      ASSERT_TRUE(ctx.Decode(std::vector<SeqInput>{{&kv, prompt.data(), int(prompt.size())}}).ok());
+      const float* l = ctx.Logits(0);
+      (m == &mf ? lf : lq).assign(l, l + (**m)->hparams().n_vocab);
+    }
+    // Random-weight logits spread ~10 units; Q8_0 moves them well under 1, Q4_0 under 3.
+    double tol = std::string(q).find("q4_0") != std::string::npos ? 3.0 : 1.0;
+    double max_diff = 0;
+    for (size_t i = 0; i < lf.size(); ++i) max_diff = std::max(max_diff, double(std::fabs(lf[i] - lq[i])));
+    EXPECT_LT(max_diff, tol) << q;
+  }
+}
+
+// A batch of sequences gives the same greedy tokens as each sequence alone.
+TEST(ModelTest, BatchEqualsSingle) {
+  for (const char* name : {"stories260K.gguf", "tiny-qwen2-q8_0.gguf", "tiny-llama3-q4_0.gguf"}) {
+    auto model = Model::Load(testing::ModelPath(name));
+    ASSERT_TRUE(model.ok()) << model.status();
+    Context ctx(**model, 2);
+    const Tokenizer& tok = (*model)->tokenizer();
+    std::vector<std::vector<Token>> prompts = {tok.Encode("Once upon a time", true, false),
+                                               tok.Encode("The cat", true, false),
+                                               tok.Encode("Lily and Tom went to the park", true, false)};
+    GenerateOptions o;
+    o.max_tokens = 24;
+    o.stop_at_eog = false;
+    std::vector<GenerateOptions> opts(prompts.size(), o);
+    auto batched = GenerateBatch(ctx, prompts, opts);
+    ASSERT_TRUE(batched.ok()) << batched.status();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      auto single = Generate(ctx, prompts[i], o);
+      ASSERT_TRUE(single.ok());
+      EXPECT_EQ(single->tokens, (*batched)[i].tokens) << name << " prompt " << i;
+    }
+  }
+}
+
+TEST(ModelTest, SameSeedSameTokens) {
+  auto model = Model::Load(testing::ModelPath("stories260K.gguf"));
+  ASSERT_TRUE(model.ok());
+  Context ctx(**model, 1);
+  std::vector<Token> prompt = (*model)->tokenizer().Encode("Once upon a time", true, false);
+  GenerateOptions o;
+  o.max_tokens = 32;
+  o.sampling.temperature = 1.0f;
+  o.sampling.top_k = 40;
+  o.sampling.top_p = 0.95f;
+  o.sampling.seed = 1234;
+  auto a = Generate(ctx, prompt, o);
+  auto b = Generate(ctx, prompt, o);
+  o.sampling.seed = 99;
+  auto c = Generate(ctx, prompt, o);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(a->tokens, b->tokens);
+  EXPECT_NE(a->tokens, c->tokens);
+  ASSERT_EQ(a->logprobs.size(), a->tokens.size());
+  for (float lp : a->logprobs) EXPECT_LE(lp, 0.0f);
+}
+
+TEST(ModelTest, StopStringsAndMaxTokens) {
+  auto model = Model::Load(testing::ModelPath("stories260K.gguf"));
+  ASSERT_TRUE(model.ok());
+  Context ctx(**model, 1);
+  std::vector<Token> prompt = (*model)->tokenizer().Encode("Once upon a time", true, false);
+  GenerateOptions o;
+  o.max_tokens = 48;
+  o.stop = {"Lily"};
+  auto r = Generate(ctx, prompt, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish, FinishReason::kStop);
+  EXPECT_EQ(r->text, ", there was a little girl named ");
+  o.stop.clear();
+  o.max_tokens = 5;
+  r = Generate(ctx, prompt, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish, FinishReason::kLength);
+  EXPECT_EQ(r->tokens.size(), 5u);
+}
+
+TEST(ModelTest, DecodeRejectsBadInput) {
+  auto model = Model::Load(testing::ModelPath("stories260K.gguf"));
+  ASSERT_TRUE(model.ok());
+  Context ctx(**model, 1);
+  KvCache kv((*model)->hparams(), 4);
+  std::vector<Token> bad = {1, 99999};
+  EXPECT_EQ(ctx.Decode(std::vector<SeqInput>{{&kv, bad.data(), 2}}).code(), absl::StatusCode::kInvalidArgument);
+  std::vector<Token> many = {1, 2, 3, 4, 5};
+  EXPECT_EQ(ctx.Decode(std::vector<SeqInput>{{&kv, many.data(), 5}}).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(kv.n_past(), 0);
+}
+
+}  // namespace
+}  // namespace pice
