@@ -1,0 +1,67 @@
+# Services: the wire contract, shared server plumbing, and the cloud, edge and
+# scheduler nodes with their binaries. Included from the top-level CMakeLists.txt.
+
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(spdlog REQUIRED)
+
+# --- proto ---------------------------------------------------------------------------
+set(PICE_PROTO ${CMAKE_SOURCE_DIR}/proto/pice/v1/pice.proto)
+set(PICE_PROTO_OUT ${CMAKE_BINARY_DIR}/gen)
+file(MAKE_DIRECTORY ${PICE_PROTO_OUT})
+set(PICE_PROTO_SRCS
+  ${PICE_PROTO_OUT}/pice/v1/pice.pb.cc ${PICE_PROTO_OUT}/pice/v1/pice.grpc.pb.cc)
+add_custom_command(
+  OUTPUT ${PICE_PROTO_SRCS}
+         ${PICE_PROTO_OUT}/pice/v1/pice.pb.h ${PICE_PROTO_OUT}/pice/v1/pice.grpc.pb.h
+  COMMAND protobuf::protoc
+  ARGS --proto_path=${CMAKE_SOURCE_DIR}/proto --cpp_out=${PICE_PROTO_OUT}
+       --grpc_out=${PICE_PROTO_OUT}
+       --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>
+       ${PICE_PROTO}
+  DEPENDS ${PICE_PROTO}
+  COMMENT "protoc pice.proto")
+add_library(pice_proto STATIC ${PICE_PROTO_SRCS})
+target_include_directories(pice_proto PUBLIC ${PICE_PROTO_OUT})
+target_link_libraries(pice_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
+target_compile_options(pice_proto PRIVATE -w)
+
+# --- common + nodes ------------------------------------------------------------------
+file(GLOB PICE_SERVICE_SRCS CONFIGURE_DEPENDS
+  ${CMAKE_SOURCE_DIR}/common/*.cc
+  ${CMAKE_SOURCE_DIR}/cloud/*.cc
+  ${CMAKE_SOURCE_DIR}/edge/*.cc
+  ${CMAKE_SOURCE_DIR}/scheduler/*.cc)
+list(FILTER PICE_SERVICE_SRCS EXCLUDE REGEX "/main\\.cc$")
+add_library(pice_services STATIC ${PICE_SERVICE_SRCS})
+target_link_libraries(pice_services PUBLIC
+  pice_engine pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
+  absl::flags absl::flags_parse absl::time absl::random_random)
+
+foreach(node cloud edge scheduler)
+  if(EXISTS ${CMAKE_SOURCE_DIR}/${node}/main.cc)
+    add_executable(pice-${node} ${CMAKE_SOURCE_DIR}/${node}/main.cc)
+    target_link_libraries(pice-${node} PRIVATE pice_services)
+  endif()
+endforeach()
+target_link_libraries(pice PRIVATE pice_services)
+
+if(PICE_BUILD_TESTS)
+  file(GLOB PICE_UNIT_TEST_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/*_test.cc)
+  if(PICE_UNIT_TEST_SRCS)
+    add_executable(unit_tests ${PICE_UNIT_TEST_SRCS})
+    target_link_libraries(unit_tests PRIVATE pice_services GTest::gtest GTest::gtest_main)
+    target_compile_definitions(unit_tests PRIVATE PICE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+    gtest_discover_tests(unit_tests DISCOVERY_TIMEOUT 60)
+  endif()
+  file(GLOB PICE_IT_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/integration/*_test.cc)
+  if(PICE_IT_SRCS)
+    add_executable(integration_tests ${PICE_IT_SRCS})
+    target_link_libraries(integration_tests PRIVATE pice_services GTest::gtest GTest::gtest_main)
+    target_compile_definitions(integration_tests PRIVATE
+      PICE_SOURCE_DIR="${CMAKE_SOURCE_DIR}" PICE_BIN_DIR="${CMAKE_BINARY_DIR}")
+    add_dependencies(integration_tests pice pice-cloud pice-edge pice-scheduler)
+    gtest_discover_tests(integration_tests DISCOVERY_TIMEOUT 60 PROPERTIES RUN_SERIAL TRUE)
+  endif()
+endif()

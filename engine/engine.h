@@ -1,0 +1,96 @@
+// The engine's public face for the serving nodes (cloud and edge include only this).
+//
+// An Engine owns one loaded model and a worker thread that runs continuous batching:
+// requests submitted from any thread join the running batch at the next step (their
+// prompts are prefilled in the same forward pass as the other sequences' decode
+// tokens), stream tokens through callbacks, and leave the batch as soon as they finish
+// or are cancelled. The batch size and the KV memory are bounded; a full engine answers
+// RESOURCE_EXHAUSTED instead of queueing without bound.
+#ifndef PICE_ENGINE_ENGINE_H_
+#define PICE_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/generator.h"
+#include "engine/model.h"
+
+namespace pice {
+
+struct EngineOptions {
+  std::string model_path;
+  std::string name;             // display name; default: the model's general.name
+  int n_threads = 2;            // threads for the forward pass
+  int max_batch = 16;           // sequences decoded together at most
+  int max_queue = 64;           // requests waiting to join the batch at most
+  int n_ctx = 0;                // per-sequence context; 0 = the model's training context
+  size_t max_kv_bytes = size_t{2} << 30;  // KV memory of all live sequences at most
+};
+
+// One generation request. Callbacks run on the engine's worker thread and must not
+// block; they may be called after Submit returns.
+struct EngineRequest {
+  std::vector<Token> prompt;    // non-empty
+  GenerateOptions options;
+  // Per generated token; return false to cancel the request.
+  std::function<bool(Token token, float logprob)> on_token;
+  // Exactly once, at the end (also on cancellation: finish == kCancelled).
+  std::function<void(absl::StatusOr<GenerateResult>)> on_done;
+  // Optional: when set and true, the request is cancelled at the next step.
+  std::shared_ptr<std::atomic<bool>> cancelled;
+};
+
+struct EngineStats {
+  int queued = 0;               // waiting to join
+  int active = 0;               // in the running batch
+  int max_batch = 0;
+  size_t kv_bytes = 0;          // KV memory held by live sequences
+  size_t max_kv_bytes = 0;
+  double tokens_per_s = 0;      // generated tokens per second, recent average
+  uint64_t completed = 0;
+  uint64_t rejected = 0;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();  // cancels what is running, then joins the worker
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. INVALID_ARGUMENT for bad options or an empty/too long prompt,
+  // RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE when shutting down. On error
+  // no callback is called.
+  absl::Status Submit(EngineRequest request);
+
+  // Blocking convenience: submits and waits. `cancelled` may be null.
+  absl::StatusOr<GenerateResult> Run(std::vector<Token> prompt, const GenerateOptions& options,
+                                     std::function<bool(Token, float)> on_token = nullptr,
+                                     std::shared_ptr<std::atomic<bool>> cancelled = nullptr);
+  // Submits several requests at once (they decode together) and waits for all.
+  absl::StatusOr<std::vector<GenerateResult>> RunBatch(
+      const std::vector<std::vector<Token>>& prompts, const std::vector<GenerateOptions>& options,
+      std::shared_ptr<std::atomic<bool>> cancelled = nullptr);
+
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return model_->tokenizer(); }
+  const std::string& name() const { return name_; }
+  int n_ctx() const { return n_ctx_; }
+  EngineStats stats() const;
+
+ private:
+  struct Impl;
+  Engine() = default;
+  std::unique_ptr<Model> model_;
+  std::string name_;
+  int n_ctx_ = 0;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pice
+
+#endif  // PICE_ENGINE_ENGINE_H_
