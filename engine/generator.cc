@@ -1,6 +1,7 @@
 #include "engine/generator.h"
 
 #include <chrono>
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -25,14 +26,6 @@ bool CutAtStop(std::string* text, const std::vector<std::string>& stop) {
   text->resize(cut);
   return true;
 }
-
-struct Seq {
-  std::unique_ptr<KvCache> kv;
-  std::unique_ptr<Sampler> sampler;
-  std::vector<Token> history;
-  GenerateResult result;
-  bool done = false;
-};
 
 }  // namespace
 
@@ -66,6 +59,54 @@ absl::StatusOr<GenerateResult> Generate(Context& ctx, const std::vector<Token>& 
   return std::move(r[0]);
 }
 
+SequenceState::SequenceState(std::vector<Token> prompt, const GenerateOptions& options)
+    : options_(options), sampler_(options.sampling), history_(prompt) {
+  result_.prompt_tokens = std::move(prompt);
+}
+
+int SequenceState::MaxPositions() const {
+  return std::max<int>(1, int(result_.prompt_tokens.size()) + options_.max_tokens);
+}
+
+bool SequenceState::Advance(const float* logits, const Tokenizer& tok, int n_vocab,
+                            const std::function<bool(Token, float)>& on_token) {
+  if (int(result_.tokens.size()) >= options_.max_tokens) {
+    result_.finish = FinishReason::kLength;
+    return false;
+  }
+  float lp = 0;
+  Token t = sampler_.Sample({logits, size_t(n_vocab)}, history_, &lp);
+  if (options_.stop_at_eog && tok.IsEog(t)) {
+    result_.finish = FinishReason::kStop;
+    return false;
+  }
+  result_.tokens.push_back(t);
+  result_.logprobs.push_back(lp);
+  history_.push_back(t);
+  if (on_token && !on_token(t, lp)) {
+    result_.finish = FinishReason::kCancelled;
+    return false;
+  }
+  if (!options_.stop.empty()) {
+    std::string text = tok.Decode(result_.tokens);
+    if (CutAtStop(&text, options_.stop)) {
+      result_.finish = FinishReason::kStop;
+      return false;
+    }
+  }
+  if (int(result_.tokens.size()) >= options_.max_tokens) {
+    result_.finish = FinishReason::kLength;
+    return false;
+  }
+  return true;
+}
+
+GenerateResult SequenceState::TakeResult(const Tokenizer& tok) {
+  result_.text = tok.Decode(result_.tokens);
+  CutAtStop(&result_.text, options_.stop);
+  return std::move(result_);
+}
+
 absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(
     Context& ctx, const std::vector<std::vector<Token>>& prompts,
     const std::vector<GenerateOptions>& opts, const TokenCallback& on_token) {
@@ -75,86 +116,50 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(
   const Model& model = ctx.model();
   const Tokenizer& tok = model.tokenizer();
   const int n_vocab = model.hparams().n_vocab;
-  std::vector<Seq> seqs(prompts.size());
+  std::vector<std::unique_ptr<SequenceState>> seqs;
+  std::vector<std::unique_ptr<KvCache>> kvs;
   for (size_t i = 0; i < prompts.size(); ++i) {
     PICE_RETURN_IF_ERROR(ValidateGenerateOptions(opts[i]));
     if (prompts[i].empty()) {
       return absl::InvalidArgumentError(absl::StrCat("prompt ", i, " has no tokens"));
     }
-    int n_ctx = opts[i].n_ctx > 0 ? opts[i].n_ctx : int(prompts[i].size()) + opts[i].max_tokens;
+    seqs.push_back(std::make_unique<SequenceState>(prompts[i], opts[i]));
+    int n_ctx = opts[i].n_ctx > 0 ? opts[i].n_ctx : seqs.back()->MaxPositions();
     if (int(prompts[i].size()) > n_ctx) {
       return absl::OutOfRangeError(absl::StrCat("prompt of ", prompts[i].size(),
                                                 " tokens does not fit the context of ", n_ctx));
     }
-    Seq& s = seqs[i];
-    s.kv = std::make_unique<KvCache>(model.hparams(), n_ctx);
-    s.sampler = std::make_unique<Sampler>(opts[i].sampling);
-    s.history = prompts[i];
-    s.result.prompt_tokens = prompts[i];
+    kvs.push_back(std::make_unique<KvCache>(model.hparams(), n_ctx));
   }
 
-  // Prefill all prompts in one pass.
+  // Prefill all prompts in one pass, then one pass per step for the live sequences.
   std::vector<SeqInput> batch;
   std::vector<int> batch_seq;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    batch.push_back({seqs[i].kv.get(), prompts[i].data(), int(prompts[i].size()), false});
+    batch.push_back({kvs[i].get(), prompts[i].data(), int(prompts[i].size()), false});
     batch_seq.push_back(int(i));
   }
   double t0 = Now();
   PICE_RETURN_IF_ERROR(ctx.Decode(batch));
   double t1 = Now();
-  for (Seq& s : seqs) s.result.prefill_seconds = t1 - t0;
+  for (auto& s : seqs) s->result().prefill_seconds = t1 - t0;
 
   std::vector<Token> next(seqs.size());
   for (;;) {
-    // Sample from the logits of the last pass; decide who goes on.
     std::vector<SeqInput> step;
     std::vector<int> step_seq;
     for (size_t b = 0; b < batch_seq.size(); ++b) {
       const int i = batch_seq[b];
-      Seq& s = seqs[i];
-      const GenerateOptions& o = opts[i];
-      if (int(s.result.tokens.size()) >= o.max_tokens) {
-        s.result.finish = FinishReason::kLength;
-        s.done = true;
+      auto cb = on_token ? std::function<bool(Token, float)>(
+                               [&, i](Token t, float lp) { return on_token(i, t, lp); })
+                         : std::function<bool(Token, float)>();
+      if (!seqs[i]->Advance(ctx.Logits(int(b)), tok, n_vocab, cb)) continue;
+      if (kvs[i]->n_past() >= kvs[i]->n_ctx()) {
+        seqs[i]->Finish(FinishReason::kLength);  // context full
         continue;
       }
-      const float* logits = ctx.Logits(int(b));
-      float lp = 0;
-      Token t = s.sampler->Sample({logits, size_t(n_vocab)}, s.history, &lp);
-      if (o.stop_at_eog && tok.IsEog(t)) {
-        s.result.finish = FinishReason::kStop;
-        s.done = true;
-        continue;
-      }
-      s.result.tokens.push_back(t);
-      s.result.logprobs.push_back(lp);
-      s.history.push_back(t);
-      if (on_token && !on_token(i, t, lp)) {
-        s.result.finish = FinishReason::kCancelled;
-        s.done = true;
-        continue;
-      }
-      if (!o.stop.empty()) {
-        std::string text = tok.Decode(s.result.tokens);
-        if (CutAtStop(&text, o.stop)) {
-          s.result.finish = FinishReason::kStop;
-          s.done = true;
-          continue;
-        }
-      }
-      if (int(s.result.tokens.size()) >= o.max_tokens) {
-        s.result.finish = FinishReason::kLength;
-        s.done = true;
-        continue;
-      }
-      if (s.kv->n_past() >= s.kv->n_ctx()) {
-        s.result.finish = FinishReason::kLength;  // context full
-        s.done = true;
-        continue;
-      }
-      next[i] = t;
-      step.push_back({s.kv.get(), &next[i], 1, false});
+      next[i] = seqs[i]->next_token();
+      step.push_back({kvs[i].get(), &next[i], 1, false});
       step_seq.push_back(i);
     }
     if (step.empty()) break;
@@ -162,20 +167,15 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(
     PICE_RETURN_IF_ERROR(ctx.Decode(step));
     double d = Now() - a;
     for (int i : step_seq) {
-      seqs[i].result.decode_seconds += d;
-      seqs[i].result.decode_steps++;
+      seqs[i]->result().decode_seconds += d;
+      seqs[i]->result().decode_steps++;
     }
     batch_seq = std::move(step_seq);
   }
 
   std::vector<GenerateResult> out;
   out.reserve(seqs.size());
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    GenerateResult& r = seqs[i].result;
-    r.text = tok.Decode(r.tokens);
-    CutAtStop(&r.text, opts[i].stop);
-    out.push_back(std::move(r));
-  }
+  for (auto& s : seqs) out.push_back(s->TakeResult(tok));
   return out;
 }
 

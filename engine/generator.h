@@ -39,6 +39,34 @@ struct GenerateResult {
   double MeanLogprob() const;
 };
 
+// The sampling state of one sequence between forward passes: shared by GenerateBatch
+// and the Engine's continuous batching so both stop, sample and record alike.
+class SequenceState {
+ public:
+  SequenceState(std::vector<Token> prompt, const GenerateOptions& options);
+  // Samples the next token from `logits` and applies the stop conditions. Returns true
+  // when the sequence goes on (then next_token() is the token to feed), false when it
+  // finished (result().finish says why). `on_token` may cancel.
+  bool Advance(const float* logits, const Tokenizer& tok, int n_vocab,
+               const std::function<bool(Token, float)>& on_token);
+  Token next_token() const { return result_.tokens.back(); }
+  // Ends the sequence early (e.g. cancelled from outside).
+  void Finish(FinishReason why) { result_.finish = why; }
+  // Fills `text` (decoded, cut at a stop string) and returns the result.
+  GenerateResult TakeResult(const Tokenizer& tok);
+  const GenerateOptions& options() const { return options_; }
+  const std::vector<Token>& prompt() const { return result_.prompt_tokens; }
+  GenerateResult& result() { return result_; }
+  // Positions this sequence needs at most: prompt + max_tokens, at least 1.
+  int MaxPositions() const;
+
+ private:
+  GenerateOptions options_;
+  Sampler sampler_;
+  std::vector<Token> history_;
+  GenerateResult result_;
+};
+
 // Called after each sampled token; return false to cancel the sequence.
 using TokenCallback = std::function<bool(int seq, Token token, float logprob)>;
 

@@ -1,0 +1,312 @@
+#include "engine/engine.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "engine/status_macros.h"
+
+namespace pice {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+size_t KvBytes(const HParams& hp, int n_ctx) {
+  return size_t(2) * hp.n_layer * size_t(n_ctx) * hp.n_head_kv * hp.head_dim * sizeof(float);
+}
+
+}  // namespace
+
+// A request in the running batch.
+struct LiveSeq {
+  EngineRequest req;
+  std::unique_ptr<SequenceState> state;
+  std::unique_ptr<KvCache> kv;
+  size_t kv_bytes = 0;
+  bool prefilled = false;
+  bool done = false;
+  Token next = 0;
+};
+
+struct Engine::Impl {
+  explicit Impl(Engine* e, const EngineOptions& o)
+      : engine(e), opts(o), ctx(*e->model_, o.n_threads) {}
+
+  void Loop();
+  bool Admit();                        // moves queued requests into `live`; needs mu
+  void Finish(LiveSeq& s, absl::Status error);
+
+  Engine* engine;
+  EngineOptions opts;
+  Context ctx;  // used by the worker thread only
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<EngineRequest> queue;     // guarded by mu
+  bool stopping = false;               // guarded by mu
+  size_t kv_bytes = 0;                 // guarded by mu: held by live sequences
+  int active = 0;                      // guarded by mu
+  double tokens_per_s = 0;             // guarded by mu
+  uint64_t completed = 0, rejected = 0;  // guarded by mu
+
+  std::vector<std::unique_ptr<LiveSeq>> live;  // worker thread only
+  std::thread worker;
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.n_threads < 1 || options.n_threads > 256) {
+    return absl::InvalidArgumentError("threads must be in [1, 256]");
+  }
+  if (options.max_batch < 1 || options.max_batch > 1024) {
+    return absl::InvalidArgumentError("max_batch must be in [1, 1024]");
+  }
+  if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
+  std::unique_ptr<Engine> e(new Engine());
+  PICE_ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_path));
+  e->name_ = options.name.empty() ? e->model_->hparams().name : options.name;
+  e->n_ctx_ = options.n_ctx > 0 ? options.n_ctx : e->model_->hparams().n_ctx_train;
+  e->impl_ = std::make_unique<Impl>(e.get(), options);
+  e->impl_->worker = std::thread([impl = e->impl_.get()] { impl->Loop(); });
+  return e;
+}
+
+Engine::~Engine() {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  impl_->worker.join();
+}
+
+absl::Status Engine::Submit(EngineRequest r) {
+  PICE_RETURN_IF_ERROR(ValidateGenerateOptions(r.options));
+  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt has no tokens");
+  const int n_vocab = model_->hparams().n_vocab;
+  for (Token t : r.prompt) {
+    if (t < 0 || t >= n_vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", t, " is outside the vocabulary"));
+    }
+  }
+  if (int(r.prompt.size()) >= n_ctx_) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", r.prompt.size(),
+                                                   " tokens does not fit the model context of ", n_ctx_));
+  }
+  std::lock_guard<std::mutex> l(impl_->mu);
+  if (impl_->stopping) return absl::UnavailableError("engine is shutting down");
+  if (int(impl_->queue.size()) >= impl_->opts.max_queue + impl_->opts.max_batch) {
+    impl_->rejected++;
+    return absl::ResourceExhaustedError(absl::StrCat("engine '", name_, "' queue is full (",
+                                                     impl_->queue.size(), " waiting); retry later"));
+  }
+  impl_->queue.push_back(std::move(r));
+  impl_->cv.notify_one();
+  return absl::OkStatus();
+}
+
+bool Engine::Impl::Admit() {
+  bool admitted = false;
+  const HParams& hp = engine->model_->hparams();
+  while (!queue.empty() && int(live.size()) < opts.max_batch) {
+    EngineRequest& r = queue.front();
+    auto s = std::make_unique<LiveSeq>();
+    const int n_ctx = std::min(engine->n_ctx_,
+                               std::max<int>(int(r.prompt.size()) + r.options.max_tokens, 1));
+    const size_t bytes = KvBytes(hp, n_ctx);
+    if (!live.empty() && kv_bytes + bytes > opts.max_kv_bytes) break;  // wait for memory
+    s->state = std::make_unique<SequenceState>(r.prompt, r.options);
+    s->kv = std::make_unique<KvCache>(hp, n_ctx);
+    s->kv_bytes = bytes;
+    kv_bytes += bytes;
+    s->req = std::move(r);
+    queue.pop_front();
+    live.push_back(std::move(s));
+    admitted = true;
+  }
+  active = int(live.size());
+  return admitted;
+}
+
+void Engine::Impl::Finish(LiveSeq& s, absl::Status error) {
+  if (s.req.on_done) {
+    if (error.ok()) {
+      s.req.on_done(s.state->TakeResult(engine->tokenizer()));
+    } else {
+      s.req.on_done(error);
+    }
+  }
+}
+
+void Engine::Impl::Loop() {
+  const Tokenizer& tok = engine->tokenizer();
+  const int n_vocab = engine->model_->hparams().n_vocab;
+  std::vector<SeqInput> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return stopping || !queue.empty() || !live.empty(); });
+      if (stopping) {
+        for (auto& s : live) {
+          s->state->Finish(FinishReason::kCancelled);
+          l.unlock();
+          Finish(*s, absl::OkStatus());
+          l.lock();
+        }
+        for (EngineRequest& r : queue) {
+          if (r.on_done) {
+            l.unlock();
+            r.on_done(absl::UnavailableError("engine is shutting down"));
+            l.lock();
+          }
+        }
+        live.clear();
+        queue.clear();
+        return;
+      }
+      Admit();
+    }
+    // Drop cancelled sequences before spending compute on them.
+    batch.clear();
+    std::vector<LiveSeq*> in_batch;
+    for (auto& s : live) {
+      if (s->req.cancelled && s->req.cancelled->load()) {
+        s->state->Finish(FinishReason::kCancelled);
+        s->done = true;
+        continue;
+      }
+      if (!s->prefilled) {
+        batch.push_back({s->kv.get(), s->req.prompt.data(), int(s->req.prompt.size()), false});
+      } else {
+        batch.push_back({s->kv.get(), &s->next, 1, false});
+      }
+      in_batch.push_back(s.get());
+    }
+    double t0 = Now();
+    absl::Status st = batch.empty() ? absl::OkStatus() : ctx.Decode(batch);
+    double dt = Now() - t0;
+    int generated = 0;
+    for (size_t b = 0; b < in_batch.size(); ++b) {
+      LiveSeq& s = *in_batch[b];
+      s.done = true;  // unless it goes on below
+      if (!st.ok()) {
+        s.state->Finish(FinishReason::kError);
+        continue;
+      }
+      GenerateResult& r = s.state->result();
+      if (!s.prefilled) {
+        r.prefill_seconds = dt;
+        s.prefilled = true;
+      } else {
+        r.decode_seconds += dt;
+        r.decode_steps++;
+      }
+      if (!s.state->Advance(ctx.Logits(int(b)), tok, n_vocab, s.req.on_token)) continue;
+      ++generated;
+      if (s.kv->n_past() >= s.kv->n_ctx()) {
+        s.state->Finish(FinishReason::kLength);  // context full
+        continue;
+      }
+      s.next = s.state->next_token();
+      s.done = false;
+    }
+    // Retire finished sequences (and cancelled ones) at once.
+    std::vector<std::unique_ptr<LiveSeq>> done;
+    for (auto it = live.begin(); it != live.end();) {
+      if ((*it)->done) {
+        done.push_back(std::move(*it));
+        it = live.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (auto& s : done) kv_bytes -= s->kv_bytes;
+      completed += done.size();
+      active = int(live.size());
+      if (dt > 0 && generated > 0) {
+        const double rate = generated / dt;
+        tokens_per_s = tokens_per_s == 0 ? rate : 0.9 * tokens_per_s + 0.1 * rate;
+      }
+    }
+    for (auto& s : done) {
+      if (s->state->result().finish == FinishReason::kError) {
+        Finish(*s, st.ok() ? absl::InternalError("generation failed") : st);
+      } else {
+        Finish(*s, absl::OkStatus());
+      }
+    }
+  }
+}
+
+absl::StatusOr<GenerateResult> Engine::Run(std::vector<Token> prompt, const GenerateOptions& options,
+                                           std::function<bool(Token, float)> on_token,
+                                           std::shared_ptr<std::atomic<bool>> cancelled) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<GenerateResult>>>();
+  auto future = promise->get_future();
+  EngineRequest r;
+  r.prompt = std::move(prompt);
+  r.options = options;
+  r.on_token = std::move(on_token);
+  r.cancelled = std::move(cancelled);
+  r.on_done = [promise](absl::StatusOr<GenerateResult> res) { promise->set_value(std::move(res)); };
+  PICE_RETURN_IF_ERROR(Submit(std::move(r)));
+  return future.get();
+}
+
+absl::StatusOr<std::vector<GenerateResult>> Engine::RunBatch(
+    const std::vector<std::vector<Token>>& prompts, const std::vector<GenerateOptions>& options,
+    std::shared_ptr<std::atomic<bool>> cancelled) {
+  if (prompts.size() != options.size()) {
+    return absl::InvalidArgumentError("RunBatch needs one options entry per prompt");
+  }
+  if (!cancelled) cancelled = std::make_shared<std::atomic<bool>>(false);
+  std::vector<std::future<absl::StatusOr<GenerateResult>>> futures;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<GenerateResult>>>();
+    futures.push_back(promise->get_future());
+    EngineRequest r;
+    r.prompt = prompts[i];
+    r.options = options[i];
+    r.cancelled = cancelled;
+    r.on_done = [promise](absl::StatusOr<GenerateResult> res) { promise->set_value(std::move(res)); };
+    absl::Status s = Submit(std::move(r));
+    if (!s.ok()) {
+      cancelled->store(true);  // stop the ones already submitted
+      for (auto& f : futures) {
+        if (f.valid() && &f != &futures.back()) f.wait();
+      }
+      return s;
+    }
+  }
+  std::vector<GenerateResult> out;
+  for (auto& f : futures) {
+    absl::StatusOr<GenerateResult> r = f.get();
+    if (!r.ok()) return r.status();
+    out.push_back(*std::move(r));
+  }
+  return out;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  EngineStats s;
+  s.queued = int(impl_->queue.size());
+  s.active = impl_->active;
+  s.max_batch = impl_->opts.max_batch;
+  s.kv_bytes = impl_->kv_bytes;
+  s.max_kv_bytes = impl_->opts.max_kv_bytes;
+  s.tokens_per_s = impl_->tokens_per_s;
+  s.completed = impl_->completed;
+  s.rejected = impl_->rejected;
+  return s;
+}
+
+}  // namespace pice

@@ -1,0 +1,140 @@
+// Engine: continuous batching gives the same tokens as running alone, requests join and
+// leave mid-flight without disturbing the others, cancellation and bounds hold.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "tests/engine/test_util.h"
+
+namespace pice {
+namespace {
+
+std::unique_ptr<Engine> MakeEngine(const std::string& model, int max_batch = 8, int max_queue = 16) {
+  EngineOptions o;
+  o.model_path = testing::ModelPath(model);
+  o.n_threads = 2;
+  o.max_batch = max_batch;
+  o.max_queue = max_queue;
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? *std::move(e) : nullptr;
+}
+
+GenerateOptions Greedy(int n) {
+  GenerateOptions o;
+  o.max_tokens = n;
+  o.stop_at_eog = false;
+  return o;
+}
+
+TEST(EngineTest, ConcurrentRequestsMatchSoloRuns) {
+  auto e = MakeEngine("stories260K.gguf");
+  ASSERT_NE(e, nullptr);
+  const Tokenizer& tok = e->tokenizer();
+  std::vector<std::string> texts = {"Once upon a time", "The cat", "Lily and Tom", "One day"};
+  std::vector<std::vector<Token>> solo;
+  for (const auto& t : texts) {
+    auto r = e->Run(tok.Encode(t, true, false), Greedy(20 + int(t.size())));
+    ASSERT_TRUE(r.ok()) << r.status();
+    solo.push_back(r->tokens);
+  }
+  // Submit from several threads at staggered times so they join a running batch.
+  std::vector<std::future<absl::StatusOr<GenerateResult>>> fs;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    fs.push_back(std::async(std::launch::async, [&, i] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2 * i));
+      return e->Run(tok.Encode(texts[i], true, false), Greedy(20 + int(texts[i].size())));
+    }));
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto r = fs[i].get();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->tokens, solo[i]) << texts[i];
+  }
+  EXPECT_EQ(e->stats().active, 0);
+  EXPECT_EQ(e->stats().kv_bytes, 0u);
+}
+
+TEST(EngineTest, RunBatchMatchesGenerateBatch) {
+  auto e = MakeEngine("tiny-qwen2-q8_0.gguf");
+  ASSERT_NE(e, nullptr);
+  std::vector<std::vector<Token>> prompts = {{1, 2, 3}, {4, 5, 6, 7, 8}, {9}};
+  std::vector<GenerateOptions> opts(3, Greedy(16));
+  auto batched = e->RunBatch(prompts, opts);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  Context ctx(e->model(), 1);
+  auto ref = GenerateBatch(ctx, prompts, opts);
+  ASSERT_TRUE(ref.ok());
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ((*batched)[i].tokens, (*ref)[i].tokens);
+}
+
+TEST(EngineTest, CancelStopsOnlyThatRequest) {
+  auto e = MakeEngine("stories260K.gguf");
+  ASSERT_NE(e, nullptr);
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> seen{0};
+  auto long_run = std::async(std::launch::async, [&] {
+    return e->Run({1, 403}, Greedy(100), [&](Token, float) { return ++seen < 1000; }, cancel);
+  });
+  auto other = std::async(std::launch::async, [&] { return e->Run({1, 291, 280}, Greedy(30)); });
+  while (seen < 5) std::this_thread::yield();
+  cancel->store(true);
+  auto r = long_run.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish, FinishReason::kCancelled);
+  EXPECT_LT(r->tokens.size(), 100u);
+  auto o = other.get();
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->tokens.size(), 30u);
+  EXPECT_EQ(o->finish, FinishReason::kLength);
+}
+
+TEST(EngineTest, FullQueueIsResourceExhausted) {
+  auto e = MakeEngine("stories260K.gguf", /*max_batch=*/1, /*max_queue=*/1);
+  ASSERT_NE(e, nullptr);
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  int ok = 0, exhausted = 0;
+  std::vector<std::shared_ptr<std::promise<void>>> done;
+  for (int i = 0; i < 12; ++i) {
+    EngineRequest r;
+    r.prompt = {1, 403};
+    r.options = Greedy(100);
+    r.cancelled = cancel;
+    auto p = std::make_shared<std::promise<void>>();
+    r.on_done = [p](absl::StatusOr<GenerateResult>) { p->set_value(); };
+    absl::Status s = e->Submit(std::move(r));
+    if (s.ok()) {
+      ++ok;
+      done.push_back(p);
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+      ++exhausted;
+    }
+  }
+  EXPECT_GT(exhausted, 0);
+  EXPECT_LE(ok, 3);
+  cancel->store(true);
+  for (auto& p : done) p->get_future().wait();
+  EXPECT_GT(e->stats().rejected, 0u);
+}
+
+TEST(EngineTest, RejectsBadRequests) {
+  auto e = MakeEngine("stories260K.gguf");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->Run({}, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Run({1, 100000}, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+  GenerateOptions bad = Greedy(4);
+  bad.sampling.top_p = 2.0f;
+  auto r = e->Run({1}, bad);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("top_p"), std::string::npos);
+  std::vector<Token> huge(1000, 5);  // stories260K's context is 128
+  EXPECT_EQ(e->Run(huge, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pice
