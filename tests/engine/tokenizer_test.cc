@@ -2,7 +2,10 @@
 // test-tokenizer-0 (tests/data/vocab), the tiny-qwen2 / tiny-llama3 tokenizer vectors,
 // the stories260K prompts and the pice-arith vocabulary; plus special-token parsing,
 // pre-tokenizer fast paths against ICU, malformed vocabularies and load speed.
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -258,6 +261,62 @@ TEST(TokenizerPreTokenizer, FastPathsMatchIcu) {
       EXPECT_EQ((*fast)->Split(t), (*icu)->Split(t)) << pre << ": '" << t << "'";
     }
   }
+}
+
+// Random strings over a mix of classes (assigned code points only: for unassigned ones
+// llama.cpp's hand-written GPT-2 / Llama 3 splitters deliberately differ from the regex).
+TEST(TokenizerPreTokenizer, FastPathsMatchIcuRandom) {
+  const std::vector<std::string> alphabet = {
+      "a", "Z", "s", "S", "t", "e", "l", "'", " ", " ", "  ", "\t", "\n", "\r", "0", "7",
+      "!", ".", "$", "+", "-", "\xC3\xA9", "\xC2\xA0", "\xE2\x80\x83", "\xE3\x80\x80",
+      "\xE4\xBD\xA0", "\xD9\xA3", "\xC2\xBD", "\xE2\x85\xAB", "\xCC\x81",
+      "\xE0\xA4\xBF", "\xF0\x9F\x98\x80", "\xE2\x80\x8D", "\x0B", "\x0C",
+      "\xC2\x85", "\xE2\x80\xA8", "\x1C"};
+  uint64_t state = 12345;
+  auto next = [&]() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  std::vector<std::string> texts;
+  for (int i = 0; i < 1500; ++i) {
+    std::string t;
+    int len = 1 + next() % 24;
+    for (int k = 0; k < len; ++k) t += alphabet[next() % alphabet.size()];
+    texts.push_back(t);
+  }
+  for (const std::string pre : {"gpt-2", "llama-bpe", "qwen2"}) {
+    std::vector<std::string> regexes;
+    bool im;
+    ASSERT_TRUE(tokenizer_internal::PreTokenizerRegexes(pre, &regexes, &im));
+    auto fast = tokenizer_internal::PreTokenizer::FromRegexes(regexes, true);
+    auto icu = tokenizer_internal::PreTokenizer::FromRegexes(regexes, false);
+    ASSERT_TRUE(fast.ok() && icu.ok());
+    int bad = 0;
+    for (const std::string& t : texts) {
+      if ((*fast)->Split(t) != (*icu)->Split(t) && ++bad <= 5) {
+        ADD_FAILURE() << pre << ": '" << t << "'";
+      }
+    }
+    EXPECT_EQ(bad, 0) << pre;
+  }
+}
+
+TEST(TokenizerRobustness, ConcurrentEncode) {
+  auto tok = LoadOrDie(ModelPath("tiny-llama3-f32.gguf"));
+  ASSERT_NE(tok, nullptr);
+  const std::string text = "The quick brown fox jumps over the lazy dog. 12345 <|eot_id|>";
+  const auto want = tok->Encode(text, true, true);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (tok->Encode(text, true, true) != want) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(TokenizerPreTokenizer, AllListsCompile) {
