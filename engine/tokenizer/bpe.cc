@@ -55,9 +55,10 @@ class BpeTokenizer : public VocabTokenizer {
     }
     pre_ = *std::move(pre);
     // Merges "left right", split at the first space after the first byte.
-    ranks_.reserve(d.merges.size());
-    for (size_t i = 0; i < d.merges.size(); ++i) {
-      const std::string& m = d.merges[i];
+    const std::vector<std::string>& merges = *d.merges;
+    ranks_.reserve(merges.size());
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const std::string& m = merges[i];
       size_t pos = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
       std::string key;
       if (pos != std::string::npos) {
@@ -70,7 +71,7 @@ class BpeTokenizer : public VocabTokenizer {
       }
       ranks_.try_emplace(std::move(key), static_cast<int>(i));  // first occurrence wins
     }
-    std::vector<std::string>().swap(d.merges);
+    d.merges = nullptr;
     return Init(file, std::move(d));
   }
 
@@ -156,7 +157,25 @@ class BpeTokenizer : public VocabTokenizer {
       // Byte-level symbols back to bytes.
       std::string r;
       r.reserve(t.size());
-      for (const CodePoint& cp : DecodeUtf8(t, 0, t.size())) {
+      for (size_t i = 0; i < t.size();) {
+        // Fast path: the byte alphabet is U+0021..U+0143, one or two UTF-8 bytes.
+        const uint8_t c0 = static_cast<uint8_t>(t[i]);
+        if (c0 < 0x80 && c0 > 0x20 && c0 < 0x7F) {
+          r.push_back(static_cast<char>(c0));
+          ++i;
+          continue;
+        }
+        if (c0 >= 0xC2 && c0 <= 0xDF && i + 1 < t.size() &&
+            (static_cast<uint8_t>(t[i + 1]) & 0xC0) == 0x80) {
+          int b = UnicodeToByte(((c0 & 0x1Fu) << 6) | (static_cast<uint8_t>(t[i + 1]) & 0x3Fu));
+          if (b >= 0) {
+            r.push_back(static_cast<char>(b));
+            i += 2;
+            continue;
+          }
+        }
+        const CodePoint cp = DecodeUtf8(t, i, std::min(t.size(), i + 4)).front();
+        i += cp.len;
         int b = UnicodeToByte(cp.cp);
         if (b >= 0) {
           r.push_back(static_cast<char>(b));

@@ -151,7 +151,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const gguf::GgufF
     }
     auto merges = file.GetStringArray("tokenizer.ggml.merges");
     if (!merges.ok()) return merges.status();
-    d.merges = **merges;
+    d.merges = *merges;
     def_bos = 11;
     def_eos = 11;
     d.add_space_prefix = false;

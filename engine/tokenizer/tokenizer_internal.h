@@ -45,7 +45,7 @@ struct VocabData {
   std::vector<std::string> tokens;
   std::vector<float> scores;
   std::vector<int32_t> types;
-  std::vector<std::string> merges;
+  const std::vector<std::string>* merges = nullptr;  // owned by the GgufFile
   Token bos = -1, eos = -1, unk = -1, eot = -1, eom = -1;
   bool add_bos = false, add_eos = false, add_space_prefix = false;
   std::string general_name;

@@ -97,7 +97,7 @@ TEST_P(TokenizerVocabTest, MatchesLlamaCpp) {
               cases.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(AllVocabs, TokenizerVocabTest,
+INSTANTIATE_TEST_SUITE_P(TokenizerVocab, TokenizerVocabTest,
                          ::testing::Values("deepseek-coder", "deepseek-llm", "falcon", "gpt-2",
                                            "llama-spm", "mpt", "phi-3", "refact", "starcoder"),
                          [](const auto& info) {
