@@ -15,11 +15,13 @@
 namespace pice {
 namespace {
 
-// How long an idle worker (or the caller waiting for workers) spins before it blocks
-// (workers) or starts yielding (caller). A decode step issues a few hundred loops a
-// few tens of microseconds apart; 2 ms covers the gaps between them, including the
-// sampler's work between tokens, without burning a core for long once generation stops.
-constexpr int64_t kSpinNs = 2'000'000;
+// Waiting, in three phases. A decode step issues a few hundred loops a few tens of
+// microseconds apart, so a waiting thread first spins with `pause` (cheapest wake-up),
+// then keeps polling but yields the core at each poll (so an oversubscribed machine
+// still runs the threads being waited for), and after kSleepAfterNs an idle worker
+// blocks on the condition variable (generation stopped; no core is burnt).
+constexpr int64_t kPureSpinNs = 50'000;
+constexpr int64_t kSleepAfterNs = 2'000'000;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -40,7 +42,7 @@ int64_t NowNs() {
 // Protocol: the caller publishes `fn`, sets `pending` to the number of workers, then
 // bumps `generation`. Each worker that observes a new generation runs the task and
 // decrements `pending`; the caller runs its own share and waits for `pending == 0`.
-// A worker that spun for kSpinNs without a new generation registers in `sleepers`
+// A worker that waited kSleepAfterNs without a new generation registers in `sleepers`
 // and blocks on `cv`; the caller notifies under `mu` when `sleepers > 0`. Both sides
 // use seq_cst on `generation`/`sleepers`, so either the worker sees the new generation
 // before sleeping or the caller sees the sleeper and wakes it (the worker holds `mu`
@@ -84,12 +86,18 @@ void ThreadPool::State::WorkerLoop(State* s, int ith, int nth) {
     // Wait for a new generation: spin first, then block.
     uint64_t gen = s->generation.load(std::memory_order_acquire);
     if (gen == seen) {
-      int64_t start = NowNs();
+      const int64_t start = NowNs();
+      bool yielding = false;
       for (int i = 1;; ++i) {
-        CpuRelax();
+        if (yielding) {
+          std::this_thread::yield();
+        } else {
+          CpuRelax();
+        }
         gen = s->generation.load(std::memory_order_acquire);
         if (gen != seen) break;
-        if ((i & 63) == 0 && NowNs() - start > kSpinNs) {
+        if (!yielding && (i & 15) == 0) yielding = NowNs() - start > kPureSpinNs;
+        if (yielding && (i & 15) == 0 && NowNs() - start > kSleepAfterNs) {
           std::unique_lock<std::mutex> lock(s->mu);
           s->sleepers.fetch_add(1);
           s->cv.wait(lock, [&] { return s->generation.load() != seen; });
@@ -121,12 +129,14 @@ void ThreadPool::Run(const std::function<void(int ith, int nth)>& fn) {
   }
   fn(0, n_threads_);
   if (s->pending.load(std::memory_order_acquire) != 0) {
-    int64_t start = NowNs();
+    const int64_t start = NowNs();
+    bool yielding = false;
     for (int i = 1; s->pending.load(std::memory_order_acquire) != 0; ++i) {
-      if ((i & 63) == 0 && NowNs() - start > kSpinNs) {
+      if (yielding) {
         std::this_thread::yield();
       } else {
         CpuRelax();
+        if ((i & 15) == 0) yielding = NowNs() - start > kPureSpinNs;
       }
     }
   }
