@@ -143,7 +143,7 @@ TEST_F(BadModelTest, ArchitectureAndShapeErrors) {
   // Start from a valid generated model, then break one thing at a time.
   std::string good = ::testing::TempDir() + "/good_model.gguf";
   GenModelOptions o;
-  o.n_embd = 64; o.n_layer = 1; o.n_head = 2; o.n_head_kv = 1; o.n_ff = 64; o.n_vocab = 320;
+  o.n_embd = 64; o.n_layer = 1; o.n_head = 2; o.n_head_kv = 1; o.n_ff = 96; o.n_vocab = 320;
   ASSERT_TRUE(WriteRandomModel(o, good).ok());
   ASSERT_TRUE(Model::Load(good).ok()) << Model::Load(good).status();
 
