@@ -204,6 +204,8 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
     }
     f->base_ = static_cast<const uint8_t*>(p);
     f->mapped_ = true;
+    // Weights are read front to back on every token: ask for read-ahead.
+    madvise(p, f->size_, MADV_WILLNEED);
   }
   ::close(fd);
   absl::Status s = f->ParseImpl();
