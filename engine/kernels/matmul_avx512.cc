@@ -129,9 +129,14 @@ inline uint16_t WeightScale(const uint8_t* row, int64_t k) {
 }
 
 // out[r] = dot(row r, token t) for r < R; rows start at w0, row_bytes apart.
+// Rows are short (~1 KB), so the hardware prefetchers barely ramp up within one group
+// of R rows; when `prefetch_rows` > 0 the kernel prefetches the rows that far ahead
+// (same offsets), which keeps enough lines in flight to stream at memory bandwidth.
 template <int R, bool kQ4>
 void KernelA(const uint8_t* w0, int64_t row_bytes, int64_t nb, const QActs& a, int64_t t,
-             float* out) {
+             float* out, int64_t prefetch_rows) {
+  constexpr int64_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const int64_t pf_off = prefetch_rows * row_bytes;
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const int8_t* xq = a.qs + t * 32;
@@ -145,6 +150,9 @@ void KernelA(const uint8_t* w0, int64_t row_bytes, int64_t nb, const QActs& a, i
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const uint8_t* row = w0 + r * row_bytes;
+      if (pf_off != 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + pf_off + k * kBlockBytes), _MM_HINT_T0);
+      }
       const __m256i dp = _mm256_dpbusd_epi32(init, LoadWeightU8<kQ4>(row, k), xk);
       const __m256 d = _mm256_set1_ps(Fp16ToFp32Fast(WeightScale<kQ4>(row, k)) * dxk);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), d, acc[r]);
@@ -166,8 +174,12 @@ void MatVecQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
     for (int64_t t = 0; t < a.nt; ++t) {
       float* yt = y + t * rows;
       int64_t r = r0;
-      for (; r + 4 <= r1; r += 4) KernelA<4, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r);
-      for (; r < r1; ++r) KernelA<1, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r);
+      for (; r + 4 <= r1; r += 4) {
+        // Prefetch two groups ahead while inside this task's rows.
+        const int64_t pf = r + 12 <= r1 ? 8 : 0;
+        KernelA<4, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r, pf);
+      }
+      for (; r < r1; ++r) KernelA<1, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r, 0);
     }
   });
 }
