@@ -1,0 +1,111 @@
+#include "scheduler/config.h"
+
+#include "absl/strings/str_cat.h"
+#include "engine/status_macros.h"
+
+namespace pice::scheduler {
+namespace {
+
+absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::string& a) {
+  const size_t colon = a.rfind(':');
+  if (a.empty() || colon == std::string::npos || colon + 1 == a.size()) {
+    return n.ChildError(key, absl::StrCat("expected host:port, got \"", a, "\""));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
+  PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "cloud", "edges", "policy", "policy_file",
+                                       "escalation", "limits", "timeouts", "answer"}));
+  SchedulerOptions o;
+  PICE_RETURN_IF_ERROR(root.ReadString("listen", &o.listen, false));
+  PICE_RETURN_IF_ERROR(CheckAddress(root, "listen", o.listen));
+  PICE_RETURN_IF_ERROR(root.Require("cloud"));
+  PICE_RETURN_IF_ERROR(root.ReadString("cloud", &o.cloud, false));
+  PICE_RETURN_IF_ERROR(CheckAddress(root, "cloud", o.cloud));
+  if (root.Has("edges")) {
+    const ConfigNode edges = root.Child("edges");
+    if (!edges.IsList()) return edges.Error("expected a list of host:port addresses");
+    for (size_t i = 0; i < edges.size(); ++i) {
+      const ConfigNode e = edges.At(i);
+      EdgeAddress ea{absl::StrCat("edge-", i), ""};
+      if (e.IsScalar()) {
+        PICE_ASSIGN_OR_RETURN(ea.address, e.AsString());
+        const ConfigNode parent = edges;
+        PICE_RETURN_IF_ERROR(CheckAddress(parent, absl::StrCat("[", i, "]"), ea.address));
+      } else {
+        PICE_RETURN_IF_ERROR(e.CheckKeys({"name", "address"}));
+        PICE_RETURN_IF_ERROR(e.Require("address"));
+        PICE_RETURN_IF_ERROR(e.ReadString("name", &ea.name, false));
+        PICE_RETURN_IF_ERROR(e.ReadString("address", &ea.address, false));
+        PICE_RETURN_IF_ERROR(CheckAddress(e, "address", ea.address));
+      }
+      o.edges.push_back(ea);
+    }
+  }
+  if (root.Has("policy") && root.Has("policy_file")) {
+    return root.ChildError("policy_file", "give either policy or policy_file, not both");
+  }
+  if (root.Has("policy_file")) {
+    std::string path;
+    PICE_RETURN_IF_ERROR(root.ReadPath("policy_file", &path));
+    auto p = LoadPolicyFile(path);
+    if (!p.ok()) {
+      return absl::Status(p.status().code(),
+                          absl::StrCat(root.file(), ": policy_file: ", p.status().message()));
+    }
+    o.policy = *std::move(p);
+  } else if (root.Has("policy") && root.Child("policy").IsScalar()) {
+    std::string name;
+    PICE_RETURN_IF_ERROR(root.ReadEnum("policy", &name, {"pice-arith", "general"}));
+    PICE_ASSIGN_OR_RETURN(o.policy, BuiltinPolicy(name));
+  } else if (root.Has("policy")) {
+    PICE_ASSIGN_OR_RETURN(o.policy, ParsePolicy(root.Child("policy")));
+  } else {
+    PICE_ASSIGN_OR_RETURN(o.policy, BuiltinPolicy("pice-arith"));
+  }
+  if (root.Has("escalation")) {
+    const ConfigNode e = root.Child("escalation");
+    PICE_RETURN_IF_ERROR(e.CheckKeys({"threshold", "on_edge_failure"}));
+    PICE_RETURN_IF_ERROR(e.ReadDouble("threshold", &o.escalation_threshold, 0, 1));
+    PICE_RETURN_IF_ERROR(e.ReadBool("on_edge_failure", &o.escalate_on_edge_failure));
+  }
+  if (root.Has("limits")) {
+    const ConfigNode l = root.Child("limits");
+    PICE_RETURN_IF_ERROR(l.CheckKeys({"max_prompt_bytes", "max_points", "default_max_tokens",
+                                      "max_tokens", "max_concurrent_queries",
+                                      "max_edge_attempts"}));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_prompt_bytes", &o.max_prompt_bytes, 1, 1 << 24));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_points", &o.max_points, 1, 256));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_tokens", &o.max_tokens, 1, 1 << 20));
+    PICE_RETURN_IF_ERROR(l.ReadInt("default_max_tokens", &o.default_max_tokens, 1, o.max_tokens));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_concurrent_queries", &o.max_concurrent_queries, 1, 1 << 20));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_edge_attempts", &o.max_edge_attempts, 1, 64));
+  }
+  if (root.Has("timeouts")) {
+    const ConfigNode t = root.Child("timeouts");
+    PICE_RETURN_IF_ERROR(t.CheckKeys({"expand", "query", "load_poll"}));
+    PICE_RETURN_IF_ERROR(t.ReadSeconds("expand", &o.expand_timeout_s, 0.001, 3600));
+    PICE_RETURN_IF_ERROR(t.ReadSeconds("query", &o.query_timeout_s, 0.001, 86400));
+    PICE_RETURN_IF_ERROR(t.ReadSeconds("load_poll", &o.load_poll_s, 0.001, 60));
+  }
+  if (root.Has("answer")) {
+    const ConfigNode a = root.Child("answer");
+    PICE_RETURN_IF_ERROR(a.CheckKeys({"point_format", "separator"}));
+    PICE_RETURN_IF_ERROR(a.ReadString("point_format", &o.point_format, false));
+    PICE_RETURN_IF_ERROR(a.ReadString("separator", &o.answer_separator));
+    if (o.point_format.find("{expansion}") == std::string::npos) {
+      return a.ChildError("point_format", "must contain {expansion}");
+    }
+  }
+  return o;
+}
+
+absl::StatusOr<SchedulerOptions> LoadSchedulerOptions(const std::string& path) {
+  PICE_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadFile(path));
+  return ParseSchedulerOptions(root);
+}
+
+}  // namespace pice::scheduler

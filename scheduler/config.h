@@ -1,0 +1,70 @@
+// scheduler.yaml: the scheduler's options, filled by one loader.
+//
+//   listen: 0.0.0.0:50051          # host:port; port 0 picks a free port
+//   cloud: 127.0.0.1:50061         # the pice-cloud address
+//   edges:                         # pice-edge addresses (a string or {name, address})
+//     - 127.0.0.1:50071
+//     - {name: edge-b, address: 127.0.0.1:50072}
+//   policy: pice-arith             # a built-in policy name, or an inline mapping
+//   # policy_file: policy.yaml     # or a file (relative to this file)
+//   escalation:
+//     threshold: 0.5               # edge agreement below this: the cloud re-expands; 0 = never
+//     on_edge_failure: true        # after the edges failed, the cloud expands the point
+//   limits:
+//     max_prompt_bytes: 8192
+//     max_points: 16               # sketch point budget at most
+//     default_max_tokens: 128      # when a request leaves params.max_tokens at 0
+//     max_tokens: 1024             # params.max_tokens above this is refused
+//     max_concurrent_queries: 64   # more are refused with RESOURCE_EXHAUSTED
+//     max_edge_attempts: 2         # edges tried per point before the cloud
+//   answer:                        # how the sketch route joins the expansions
+//     point_format: "{point}: {expansion}"   # {point}, {expansion}, {n} (1-based)
+//     separator: "\n"
+//   timeouts:
+//     expand: 10s                  # per edge attempt
+//     query: 120s                  # when the client sets no deadline
+//     load_poll: 200ms             # Edge.Load polling period
+#ifndef PICE_SCHEDULER_CONFIG_H_
+#define PICE_SCHEDULER_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "scheduler/policy.h"
+
+namespace pice::scheduler {
+
+struct EdgeAddress {
+  std::string name;     // display name; default "edge-<i>" (the edge reports its own too)
+  std::string address;  // host:port
+};
+
+struct SchedulerOptions {
+  std::string listen = "0.0.0.0:50051";
+  std::string cloud;                  // required
+  std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
+  Policy policy;                      // default: built-in "pice-arith"
+  double escalation_threshold = 0.5;  // in [0, 1]; 0 = never escalate on agreement
+  bool escalate_on_edge_failure = true;
+  int max_prompt_bytes = 8192;
+  int max_points = 16;
+  int default_max_tokens = 128;
+  int max_tokens = 1024;
+  int max_concurrent_queries = 64;
+  int max_edge_attempts = 2;
+  std::string point_format = "{point}: {expansion}";
+  std::string answer_separator = "\n";
+  double expand_timeout_s = 10;
+  double query_timeout_s = 120;
+  double load_poll_s = 0.2;
+};
+
+// Reads the scheduler's options from a parsed file; errors name the file and key.
+absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root);
+absl::StatusOr<SchedulerOptions> LoadSchedulerOptions(const std::string& path);
+
+}  // namespace pice::scheduler
+
+#endif  // PICE_SCHEDULER_CONFIG_H_

@@ -1,0 +1,138 @@
+// One query's way through the nodes (DESIGN.md "A query's way").
+//
+// Sketch route: the cloud's Sketch stream is read with a callback reactor; every point is
+// forwarded to the client and dispatched to the least-loaded edge the moment it arrives.
+// Each Expand lands as an `expansion` event. An edge error is retried on another edge,
+// then on the cloud; an edge answer whose agreement is below the escalation threshold is
+// re-expanded by the cloud (escalated). A sketch that says "do not split" (or has no
+// usable point) falls back to the full route. When the sketch and every expansion are in,
+// the `answer` joins the points' expansions in sketch order.
+// Full route: the cloud's Generate deltas are forwarded as `delta` events, then `answer`.
+//
+// Cancellation and deadlines: every downstream call gets the client's deadline (capped by
+// the scheduler's query timeout); Cancel() cancels every call in flight. The run finishes
+// (calls `finish`) exactly once, and only after every downstream call has completed, so
+// no node is left working for a query that is over.
+//
+// Threading: all reactions run on gRPC's callback threads and only move messages; events
+// are emitted in order through a single outbox.
+#ifndef PICE_SCHEDULER_QUERY_H_
+#define PICE_SCHEDULER_QUERY_H_
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "pice/v1/pice.grpc.pb.h"
+#include "scheduler/config.h"
+#include "scheduler/policy.h"
+#include "scheduler/registry.h"
+
+namespace pice::scheduler {
+
+// Checks a client request against the limits. INVALID_ARGUMENT naming the field:
+// request_id, prompt (empty, too long, not UTF-8), route (unknown value), params.*,
+// max_points, category.
+absl::Status ValidateQuery(const v1::QueryRequest& request, const SchedulerOptions& options);
+
+// Joins expansions into the answer text with options.point_format / answer_separator.
+std::string JoinAnswer(const SchedulerOptions& options, const std::vector<std::string>& points,
+                       const std::vector<std::string>& expansions);
+
+class QueryRun : public std::enable_shared_from_this<QueryRun> {
+ public:
+  using EmitFn = std::function<void(v1::QueryEvent)>;
+  using FinishFn = std::function<void(grpc::Status)>;
+
+  // `request` must have passed ValidateQuery. `deadline` bounds every downstream call.
+  // `emit` and `finish` are called from gRPC threads, serially, never after finish.
+  QueryRun(NodeRegistry* registry, const SchedulerOptions* options, v1::QueryRequest request,
+           std::chrono::system_clock::time_point deadline, EmitFn emit, FinishFn finish);
+
+  // Emits the route event and starts the route. Call once.
+  void Start(const Decision& decision);
+  // Cancels every downstream call; the run then finishes with CANCELLED. Thread-safe,
+  // non-blocking, idempotent.
+  void Cancel();
+
+ private:
+  class SketchCall;
+  class GenerateCall;
+  struct ExpandCall;
+  struct Outbox {
+    std::optional<v1::QueryEvent> event;
+    std::optional<grpc::Status> finish;
+  };
+
+  void StartFull(const std::string& reason, bool announce) ABSL_LOCKS_EXCLUDED(mu_);
+  void StartSketch() ABSL_LOCKS_EXCLUDED(mu_);
+  void OnSketchEvent(const v1::SketchEvent& ev) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnSketchDone(const grpc::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnGenerateEvent(const v1::GenerateEvent& ev) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnGenerateDone(const grpc::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends point `index` to an edge (or the cloud when `edge` < 0).
+  void LaunchExpand(std::shared_ptr<ExpandCall> call) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status& s)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Routes a point that an edge could not settle to the cloud, or fails the query.
+  void ToCloudOrFail(std::shared_ptr<ExpandCall> call, const grpc::Status& why)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::unique_ptr<grpc::ClientContext> NewContext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Push(v1::QueryEvent ev) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails the query: cancels what runs, finishes when it has stopped.
+  void FailLocked(grpc::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CallEndedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the finish once the run is ending and no downstream call is in flight.
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeAnswerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddTokensLocked(const std::string& node, int64_t prompt, int64_t generated)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  double MsSinceStart() const;
+  // Delivers the outbox in order; call after releasing mu_.
+  void Flush() ABSL_LOCKS_EXCLUDED(mu_, emit_mu_);
+
+  NodeRegistry* const registry_;
+  const SchedulerOptions* const options_;
+  const v1::QueryRequest request_;
+  const std::chrono::system_clock::time_point deadline_;
+  const absl::Time start_;
+
+  absl::Mutex emit_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  EmitFn emit_ ABSL_GUARDED_BY(emit_mu_);
+  FinishFn finish_ ABSL_GUARDED_BY(emit_mu_);
+
+  absl::Mutex mu_;
+  std::deque<Outbox> outbox_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc::ClientContext*> live_contexts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<void>> calls_ ABSL_GUARDED_BY(mu_);  // keeps call state alive
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;   // no new calls; finish once outstanding_ == 0
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
+  v1::Route route_ ABSL_GUARDED_BY(mu_) = v1::ROUTE_CLOUD;
+  bool sketch_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool fell_back_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> points_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::optional<v1::ExpansionEvent>> expansions_ ABSL_GUARDED_BY(mu_);
+  v1::FinishReason finish_reason_ ABSL_GUARDED_BY(mu_) = v1::STOP;
+  std::string full_text_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::NodeTokens> tokens_ ABSL_GUARDED_BY(mu_);
+  double first_event_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  double sketch_done_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time cloud_call_start_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pice::scheduler
+
+#endif  // PICE_SCHEDULER_QUERY_H_
