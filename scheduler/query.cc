@@ -459,6 +459,16 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
             if (added->model().empty()) added->set_model(r.model());
           }
         }
+        if (!on_edge && r.candidates_size() == 0) {
+          // The cloud's answer as the selected candidate, beside the edge's.
+          v1::Candidate* c = x->add_candidates();
+          c->set_model(r.model().empty() ? x->node() : r.model());
+          c->set_text(r.text());
+          c->set_mean_logprob(r.confidence());
+          c->set_score(r.confidence());
+          c->set_tokens(static_cast<int>(r.generated_tokens()));
+          c->set_selected(true);
+        }
         x->set_escalated(!on_edge);
         x->set_attempts(call->attempts);
         if (r.finish_reason() == v1::LENGTH) finish_reason_ = v1::LENGTH;
