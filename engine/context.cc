@@ -38,21 +38,6 @@ inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-KvCache::KvCache(const HParams& hp, int n_ctx)
-    : n_layer_(hp.n_layer), n_ctx_(n_ctx), kv_dim_(hp.n_head_kv * hp.head_dim) {
-  k_.resize(size_t(n_layer_) * n_ctx_ * kv_dim_);
-  v_.resize(size_t(n_layer_) * n_ctx_ * kv_dim_);
-}
-
-void KvCache::CopyPrefix(const KvCache& other, int n) {
-  n = std::min({n, other.n_past_, n_ctx_});
-  for (int l = 0; l < n_layer_; ++l) {
-    std::memcpy(K(l, 0), other.K(l, 0), sizeof(float) * size_t(n) * kv_dim_);
-    std::memcpy(V(l, 0), other.V(l, 0), sizeof(float) * size_t(n) * kv_dim_);
-  }
-  n_past_ = n;
-}
-
 Context::Context(const Model& model, int n_threads)
     : model_(model), pool_(std::max(1, n_threads)) {}
 
@@ -97,10 +82,6 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
     if (in.kv == nullptr || in.n_tokens <= 0 || in.tokens == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("batch entry ", e, " has no tokens"));
     }
-    if (in.kv->n_past() + in.n_tokens > in.kv->n_ctx()) {
-      return absl::OutOfRangeError(absl::StrCat("sequence needs ", in.kv->n_past() + in.n_tokens,
-                                                " positions; its context holds ", in.kv->n_ctx()));
-    }
     for (size_t f = 0; f < e; ++f) {
       if (batch[f].kv == in.kv) {
         return absl::InvalidArgumentError("a sequence appears twice in one batch");
@@ -116,6 +97,10 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
     n_out += in.all_logits ? in.n_tokens : 1;
   }
   if (T == 0) return absl::OkStatus();
+  for (const SeqInput& in : batch) {
+    absl::Status s = in.kv->Reserve(in.n_tokens);
+    if (!s.ok()) return s;
+  }
   EnsureCapacity(T, n_out);
 
   const int n_embd = hp.n_embd, hd = hp.head_dim, n_head = hp.n_head, n_kv = hp.n_head_kv;
@@ -251,7 +236,7 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
     t0 += in.n_tokens;
   }
   kernels::MatMul(model_.output(), xn_.data(), row, logits_.data(), &pool_);
-  for (const SeqInput& in : batch) in.kv->n_past_ += in.n_tokens;
+  for (const SeqInput& in : batch) in.kv->Commit(in.n_tokens);
   return absl::OkStatus();
 }
 

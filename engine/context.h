@@ -13,38 +13,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/threadpool.h"
 
 namespace pice {
-
-// The keys and values of one sequence, for every layer, positions [0, n_past).
-// Thread safety: used by one Decode at a time.
-class KvCache {
- public:
-  // Reserves room for n_ctx positions.
-  KvCache(const HParams& hp, int n_ctx);
-
-  int n_ctx() const { return n_ctx_; }
-  int n_past() const { return n_past_; }
-  // Forgets positions >= n (n <= n_past).
-  void Truncate(int n) { if (n < n_past_) n_past_ = n; }
-  void Clear() { n_past_ = 0; }
-  // Copies the first n positions of `other` (same model) into this cache.
-  void CopyPrefix(const KvCache& other, int n);
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
-
-  float* K(int layer, int pos) { return k_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-  float* V(int layer, int pos) { return v_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-  const float* K(int layer, int pos) const { return k_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-  const float* V(int layer, int pos) const { return v_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-
- private:
-  friend class Context;
-  int n_layer_, n_ctx_, kv_dim_;
-  int n_past_ = 0;
-  std::vector<float> k_, v_;  // [n_layer][n_ctx][n_head_kv * head_dim]
-};
 
 // One sequence's part of a batch: `n_tokens` new tokens appended at kv->n_past().
 struct SeqInput {
@@ -63,8 +36,8 @@ class Context {
 
   // Runs the forward pass over all entries' tokens and advances each kv->n_past.
   // Errors: INVALID_ARGUMENT for a token id outside the vocabulary or an empty entry,
-  // OUT_OF_RANGE when a sequence would pass its cache's n_ctx. On error no cache is
-  // modified.
+  // OUT_OF_RANGE when a sequence would pass its cache's n_ctx, RESOURCE_EXHAUSTED when
+  // the KV pool is full. On error no cache's contents or n_past change.
   absl::Status Decode(std::span<const SeqInput> batch);
 
   // Logits ([n_vocab]) of entry `entry` of the last Decode: its last token, or its

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "engine/prefix_cache.h"
 #include "engine/status_macros.h"
 
 namespace pice {
@@ -17,9 +18,6 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-size_t KvBytes(const HParams& hp, int n_ctx) {
-  return size_t(2) * hp.n_layer * size_t(n_ctx) * hp.n_head_kv * hp.head_dim * sizeof(float);
-}
 
 }  // namespace
 
@@ -28,7 +26,8 @@ struct LiveSeq {
   EngineRequest req;
   std::unique_ptr<SequenceState> state;
   std::unique_ptr<KvCache> kv;
-  size_t kv_bytes = 0;
+  size_t committed = 0;   // bytes committed at admission
+  int start = 0;          // prompt tokens covered by a forked prefix
   bool prefilled = false;
   bool done = false;
   Token next = 0;
@@ -36,21 +35,30 @@ struct LiveSeq {
 
 struct Engine::Impl {
   explicit Impl(Engine* e, const EngineOptions& o)
-      : engine(e), opts(o), ctx(*e->model_, o.n_threads) {}
+      : engine(e),
+        opts(o),
+        ctx(*e->model_, o.n_threads),
+        pool(std::make_shared<KvBlockPool>(e->model_->hparams(), o.kv_block_size, o.max_kv_bytes)),
+        prefix_cache(o.prefix_cache_entries, std::max(1, o.min_shared_prefix)) {}
 
   void Loop();
-  bool Admit();                        // moves queued requests into `live`; needs mu
+  // Moves queued requests into `live`; needs mu. Requests that can never fit are moved
+  // to `failed` for the caller to answer outside the lock.
+  void Admit(std::vector<EngineRequest>* failed);
   void Finish(LiveSeq& s, absl::Status error);
 
   Engine* engine;
   EngineOptions opts;
   Context ctx;  // used by the worker thread only
+  std::shared_ptr<KvBlockPool> pool;
+  PrefixCache prefix_cache;            // worker thread only (Admit runs there)
 
   mutable std::mutex mu;
   std::condition_variable cv;
   std::deque<EngineRequest> queue;     // guarded by mu
   bool stopping = false;               // guarded by mu
-  size_t kv_bytes = 0;                 // guarded by mu: held by live sequences
+  size_t committed = 0;                // guarded by mu: worst case of live sequences
+  uint64_t prefix_hits = 0, prefix_tokens = 0;  // guarded by mu
   int active = 0;                      // guarded by mu
   double tokens_per_s = 0;             // guarded by mu
   uint64_t completed = 0, rejected = 0;  // guarded by mu
@@ -67,6 +75,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     return absl::InvalidArgumentError("max_batch must be in [1, 1024]");
   }
   if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
+  if (options.kv_block_size < 1 || options.kv_block_size > 4096 ||
+      (options.kv_block_size & (options.kv_block_size - 1)) != 0) {
+    return absl::InvalidArgumentError("kv_block_size must be a power of two in [1, 4096]");
+  }
   std::unique_ptr<Engine> e(new Engine());
   PICE_ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_path));
   e->name_ = options.name.empty() ? e->model_->hparams().name : options.name;
@@ -111,27 +123,74 @@ absl::Status Engine::Submit(EngineRequest r) {
   return absl::OkStatus();
 }
 
-bool Engine::Impl::Admit() {
-  bool admitted = false;
-  const HParams& hp = engine->model_->hparams();
-  while (!queue.empty() && int(live.size()) < opts.max_batch) {
-    EngineRequest& r = queue.front();
+void Engine::Impl::Admit(std::vector<EngineRequest>* failed) {
+  const size_t block_bytes = pool->block_bytes();
+  const int bs = pool->block_size();
+  for (auto it = queue.begin(); it != queue.end() && int(live.size()) < opts.max_batch;) {
+    EngineRequest& r = *it;
+    const int prompt_len = int(r.prompt.size());
+    // A sequence admitted in this same step and not yet prefilled shares a prefix with
+    // this one: wait a step and fork its blocks instead of computing them twice.
+    bool defer = false;
+    for (const auto& s : live) {
+      if (!s->prefilled && CommonPrefix(s->req.prompt, r.prompt) >= prefix_cache.min_tokens()) {
+        defer = true;
+        break;
+      }
+    }
+    if (defer) {
+      ++it;
+      continue;
+    }
+    const int n_ctx = std::min(engine->n_ctx_, std::max<int>(prompt_len + r.options.max_tokens, 1));
+    const size_t need = size_t((n_ctx + bs - 1) / bs) * block_bytes;
+    // Make room by dropping cached prefixes, then wait for running sequences to finish.
+    while (committed + need + prefix_cache.bytes() > opts.max_kv_bytes && prefix_cache.EvictOne()) {
+    }
+    if (committed + need + prefix_cache.bytes() > opts.max_kv_bytes) {
+      if (live.empty() && prefix_cache.size() == 0) {
+        // Can never fit: fail it rather than block the queue forever.
+        failed->push_back(std::move(r));
+        it = queue.erase(it);
+        rejected++;
+        continue;
+      }
+      break;
+    }
     auto s = std::make_unique<LiveSeq>();
-    const int n_ctx = std::min(engine->n_ctx_,
-                               std::max<int>(int(r.prompt.size()) + r.options.max_tokens, 1));
-    const size_t bytes = KvBytes(hp, n_ctx);
-    if (!live.empty() && kv_bytes + bytes > opts.max_kv_bytes) break;  // wait for memory
+    s->kv = std::make_unique<KvCache>(pool, n_ctx);
+    // Fork the longest shared prefix: a running sequence's prompt or a cached one. At
+    // least one prompt token is always computed, for its logits.
+    int best = 0;
+    const KvCache* src = nullptr;
+    for (const auto& o : live) {
+      int n = std::min(CommonPrefix(o->req.prompt, r.prompt), o->kv->n_past());
+      if (o->prefilled && n > best) {
+        best = n;
+        src = o->kv.get();
+      }
+    }
+    int cached = 0;
+    const KvCache* c = prefix_cache.Lookup(r.prompt, &cached);
+    if (c != nullptr && cached > best) {
+      best = cached;
+      src = c;
+    }
+    best = std::min(best, prompt_len - 1);
+    if (src != nullptr && best >= prefix_cache.min_tokens()) {
+      s->kv->ForkFrom(*src, best);
+      s->start = best;
+      prefix_hits++;
+      prefix_tokens += uint64_t(best);
+    }
     s->state = std::make_unique<SequenceState>(r.prompt, r.options);
-    s->kv = std::make_unique<KvCache>(hp, n_ctx);
-    s->kv_bytes = bytes;
-    kv_bytes += bytes;
+    s->committed = need;
+    committed += need;
     s->req = std::move(r);
-    queue.pop_front();
+    it = queue.erase(it);
     live.push_back(std::move(s));
-    admitted = true;
   }
   active = int(live.size());
-  return admitted;
 }
 
 void Engine::Impl::Finish(LiveSeq& s, absl::Status error) {
@@ -148,6 +207,7 @@ void Engine::Impl::Loop() {
   const Tokenizer& tok = engine->tokenizer();
   const int n_vocab = engine->model_->hparams().n_vocab;
   std::vector<SeqInput> batch;
+  std::vector<EngineRequest> failed;
   for (;;) {
     {
       std::unique_lock<std::mutex> l(mu);
@@ -170,7 +230,14 @@ void Engine::Impl::Loop() {
         queue.clear();
         return;
       }
-      Admit();
+      failed.clear();
+      Admit(&failed);
+    }
+    for (EngineRequest& r : failed) {
+      if (r.on_done) {
+        r.on_done(absl::ResourceExhaustedError(
+            absl::StrCat("request needs more KV memory than the engine allows (", opts.max_kv_bytes >> 20, " MiB)")));
+      }
     }
     // Drop cancelled sequences before spending compute on them.
     batch.clear();
@@ -182,7 +249,8 @@ void Engine::Impl::Loop() {
         continue;
       }
       if (!s->prefilled) {
-        batch.push_back({s->kv.get(), s->req.prompt.data(), int(s->req.prompt.size()), false});
+        batch.push_back({s->kv.get(), s->req.prompt.data() + s->start,
+                         int(s->req.prompt.size()) - s->start, false});
       } else {
         batch.push_back({s->kv.get(), &s->next, 1, false});
       }
@@ -203,6 +271,7 @@ void Engine::Impl::Loop() {
       if (!s.prefilled) {
         r.prefill_seconds = dt;
         s.prefilled = true;
+        prefix_cache.Insert(s.req.prompt, *s.kv);
       } else {
         r.decode_seconds += dt;
         r.decode_steps++;
@@ -228,7 +297,7 @@ void Engine::Impl::Loop() {
     }
     {
       std::lock_guard<std::mutex> l(mu);
-      for (auto& s : done) kv_bytes -= s->kv_bytes;
+      for (auto& s : done) committed -= s->committed;
       completed += done.size();
       active = int(live.size());
       if (dt > 0 && generated > 0) {
@@ -301,7 +370,10 @@ EngineStats Engine::stats() const {
   s.queued = int(impl_->queue.size());
   s.active = impl_->active;
   s.max_batch = impl_->opts.max_batch;
-  s.kv_bytes = impl_->kv_bytes;
+  s.kv_bytes = impl_->pool->used_bytes();
+  s.kv_committed_bytes = impl_->committed;
+  s.prefix_hits = impl_->prefix_hits;
+  s.prefix_tokens_reused = impl_->prefix_tokens;
   s.max_kv_bytes = impl_->opts.max_kv_bytes;
   s.tokens_per_s = impl_->tokens_per_s;
   s.completed = impl_->completed;

@@ -6,6 +6,12 @@
 // tokens), stream tokens through callbacks, and leave the batch as soon as they finish
 // or are cancelled. The batch size and the KV memory are bounded; a full engine answers
 // RESOURCE_EXHAUSTED instead of queueing without bound.
+//
+// KV memory is paged (KvCache blocks); a request whose prompt starts like a running
+// sequence's or a cached prefix forks those blocks and prefills only the rest, and
+// requests admitted together that share a prefix are staggered by one step so the
+// prefix is computed once. Admission commits each sequence's worst case (prompt +
+// max_tokens) against max_kv_bytes, so a running sequence never runs out of KV.
 #ifndef PICE_ENGINE_ENGINE_H_
 #define PICE_ENGINE_ENGINE_H_
 
@@ -28,7 +34,10 @@ struct EngineOptions {
   int max_batch = 16;           // sequences decoded together at most
   int max_queue = 64;           // requests waiting to join the batch at most
   int n_ctx = 0;                // per-sequence context; 0 = the model's training context
-  size_t max_kv_bytes = size_t{2} << 30;  // KV memory of all live sequences at most
+  size_t max_kv_bytes = size_t{2} << 30;  // KV memory (live sequences + prefix cache)
+  int kv_block_size = 32;       // positions per KV block (a power of two)
+  int prefix_cache_entries = 16;  // prompt prefixes kept for reuse; 0 = off
+  int min_shared_prefix = 8;    // shorter common prefixes are recomputed
 };
 
 // One generation request. Callbacks run on the engine's worker thread and must not
@@ -48,8 +57,11 @@ struct EngineStats {
   int queued = 0;               // waiting to join
   int active = 0;               // in the running batch
   int max_batch = 0;
-  size_t kv_bytes = 0;          // KV memory held by live sequences
+  size_t kv_bytes = 0;          // KV memory allocated (blocks in use, shared counted once)
+  size_t kv_committed_bytes = 0;  // worst case the live sequences may still grow to
   size_t max_kv_bytes = 0;
+  uint64_t prefix_hits = 0;     // requests that forked a shared prefix
+  uint64_t prefix_tokens_reused = 0;  // prompt tokens not recomputed thanks to sharing
   double tokens_per_s = 0;      // generated tokens per second, recent average
   uint64_t completed = 0;
   uint64_t rejected = 0;

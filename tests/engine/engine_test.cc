@@ -56,7 +56,7 @@ TEST(EngineTest, ConcurrentRequestsMatchSoloRuns) {
     EXPECT_EQ(r->tokens, solo[i]) << texts[i];
   }
   EXPECT_EQ(e->stats().active, 0);
-  EXPECT_EQ(e->stats().kv_bytes, 0u);
+  EXPECT_EQ(e->stats().kv_committed_bytes, 0u);
 }
 
 TEST(EngineTest, RunBatchMatchesGenerateBatch) {
