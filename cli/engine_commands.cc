@@ -199,9 +199,51 @@ int RunGenModel(const std::vector<std::string>& argv) {
   return 0;
 }
 
+namespace {
+
+// One benchmark row: B sequences, each with its own P-token prompt (shared = false) or
+// all forked from one P-token prompt prefilled once (shared = true), then G decode
+// steps for all B together.
+absl::StatusOr<json> BenchRow(Context& ctx, const HParams& hp, int64_t B, int64_t P, int64_t G,
+                              bool shared, std::mt19937& rng) {
+  std::uniform_int_distribution<int> pick(0, hp.n_vocab - 1);
+  auto pool = std::make_shared<KvBlockPool>(hp, 32, 0);
+  std::vector<std::unique_ptr<KvCache>> kvs;
+  for (int64_t b = 0; b < B; ++b) kvs.push_back(std::make_unique<KvCache>(pool, int(P + G + 1)));
+  std::vector<std::vector<Token>> prompts(shared ? 1 : B);
+  for (auto& p : prompts) for (int64_t i = 0; i < P; ++i) p.push_back(pick(rng));
+  std::vector<SeqInput> batch;
+  for (size_t b = 0; b < prompts.size(); ++b) batch.push_back({kvs[b].get(), prompts[b].data(), int(P), false});
+  auto t0 = std::chrono::steady_clock::now();
+  if (absl::Status s = ctx.Decode(batch); !s.ok()) return s;
+  auto t1 = std::chrono::steady_clock::now();
+  if (shared) for (int64_t b = 1; b < B; ++b) kvs[b]->ForkFrom(*kvs[0], int(P));
+  std::vector<Token> next(B);
+  for (int64_t g = 0; g < G; ++g) {
+    batch.clear();
+    for (int64_t b = 0; b < B; ++b) {
+      next[b] = pick(rng);
+      batch.push_back({kvs[b].get(), &next[b], 1, false});
+    }
+    if (absl::Status s = ctx.Decode(batch); !s.ok()) return s;
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  const double pp = double(prompts.size() * P) / std::chrono::duration<double>(t1 - t0).count();
+  const double tg = double(B * G) / std::chrono::duration<double>(t2 - t1).count();
+  return json{{"batch", B},
+              {"shared_prefix", shared},
+              {"prefill_tokens_per_s", pp},
+              {"decode_tokens_per_s", tg},
+              {"decode_tokens_per_s_per_seq", tg / double(B)},
+              {"kv_bytes", pool->used_bytes()}};
+}
+
+}  // namespace
+
 int RunBenchEngine(const std::vector<std::string>& argv) {
   const char* c = "bench engine";
-  CLI_TRY(c, Args a, Args::Parse(argv, {"model", "threads", "prompt-tokens", "gen-tokens", "batch", "repeat"}, {}), 2);
+  CLI_TRY(c, Args a, Args::Parse(argv, {"model", "threads", "prompt-tokens", "gen-tokens", "batch", "repeat"},
+                                 {"shared-prefix"}), 2);
   CLI_TRY(c, std::string path, a.Required("model"), 2);
   CLI_TRY(c, int64_t threads, a.Int("threads", DefaultThreads(), 1, 256), 2);
   CLI_TRY(c, int64_t n_prompt, a.Int("prompt-tokens", 128, 1, 1 << 16), 2);
@@ -212,47 +254,35 @@ int RunBenchEngine(const std::vector<std::string>& argv) {
   const HParams& hp = model->hparams();
   Context ctx(*model, int(threads));
   std::mt19937 rng(42);
-  std::uniform_int_distribution<int> pick(0, hp.n_vocab - 1);
   json results = json::array();
-  for (int64_t B : batches) {
-    double best_pp = 0, best_tg = 0;
-    for (int64_t rep = 0; rep < repeat; ++rep) {
-      std::vector<std::unique_ptr<KvCache>> kvs;
-      std::vector<std::vector<Token>> prompts(B);
-      std::vector<SeqInput> batch;
-      for (int64_t b = 0; b < B; ++b) {
-        kvs.push_back(std::make_unique<KvCache>(hp, int(n_prompt + n_gen)));
-        for (int64_t i = 0; i < n_prompt; ++i) prompts[b].push_back(pick(rng));
-        batch.push_back({kvs.back().get(), prompts[b].data(), int(n_prompt), false});
-      }
-      auto t0 = std::chrono::steady_clock::now();
-      if (absl::Status s = ctx.Decode(batch); !s.ok()) return Fail(c, std::string(s.message()));
-      auto t1 = std::chrono::steady_clock::now();
-      std::vector<Token> next(B);
-      for (int64_t g = 0; g < n_gen; ++g) {
-        batch.clear();
-        for (int64_t b = 0; b < B; ++b) {
-          next[b] = pick(rng);
-          batch.push_back({kvs[b].get(), &next[b], 1, false});
+  std::vector<bool> modes = {false};
+  if (a.Flag("shared-prefix")) modes.push_back(true);
+  for (bool shared : modes) {
+    for (int64_t B : batches) {
+      // Best of `repeat` runs: the machines are shared and noisy.
+      json best;
+      for (int64_t rep = 0; rep < repeat; ++rep) {
+        CLI_TRY(c, json row, BenchRow(ctx, hp, B, n_prompt, n_gen, shared, rng), 1);
+        if (best.is_null() || row["decode_tokens_per_s"].get<double>() > best["decode_tokens_per_s"].get<double>()) {
+          if (!best.is_null()) {
+            row["prefill_tokens_per_s"] = std::max(row["prefill_tokens_per_s"].get<double>(),
+                                                   best["prefill_tokens_per_s"].get<double>());
+          }
+          best = row;
+        } else {
+          best["prefill_tokens_per_s"] = std::max(row["prefill_tokens_per_s"].get<double>(),
+                                                  best["prefill_tokens_per_s"].get<double>());
         }
-        if (absl::Status s = ctx.Decode(batch); !s.ok()) return Fail(c, std::string(s.message()));
       }
-      auto t2 = std::chrono::steady_clock::now();
-      double pp = double(B * n_prompt) / std::chrono::duration<double>(t1 - t0).count();
-      double tg = double(B * n_gen) / std::chrono::duration<double>(t2 - t1).count();
-      best_pp = std::max(best_pp, pp);
-      best_tg = std::max(best_tg, tg);
+      results.push_back(best);
     }
-    results.push_back({{"batch", B},
-                       {"prefill_tokens_per_s", best_pp},
-                       {"decode_tokens_per_s", best_tg},
-                       {"decode_tokens_per_s_per_seq", best_tg / double(B)}});
   }
   json out;
   out["model"] = path;
   out["threads"] = threads;
   out["prompt_tokens"] = n_prompt;
   out["gen_tokens"] = n_gen;
+  out["repeat"] = repeat;
   out["weight_bytes"] = model->weight_bytes();
   out["simd"] = kernels::SimdPath();
   out["results"] = results;
