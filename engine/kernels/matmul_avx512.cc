@@ -42,27 +42,16 @@ struct QActs {
   int64_t nt;
 };
 
-// Calls f(task) for task in [0, n_tasks), dynamically balanced over the pool.
+// Calls f(task) for task in [0, n_tasks), over the pool (whose ParallelFor hands out
+// chunks dynamically).
 template <typename F>
 void ParallelTasks(ThreadPool* pool, int64_t n_tasks, const F& f) {
   if (pool == nullptr || pool->size() == 1 || n_tasks <= 1) {
     for (int64_t i = 0; i < n_tasks; ++i) f(i);
     return;
   }
-  struct Ctx {
-    std::atomic<int64_t> next{0};
-    int64_t n;
-    const F* f;
-  } ctx;
-  ctx.n = n_tasks;
-  ctx.f = &f;
-  Ctx* c = &ctx;
-  pool->Run([c](int, int) {
-    for (;;) {
-      const int64_t i = c->next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= c->n) break;
-      (*c->f)(i);
-    }
+  pool->ParallelFor(n_tasks, 1, [&f](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(i);
   });
 }
 
@@ -129,9 +118,9 @@ inline uint16_t WeightScale(const uint8_t* row, int64_t k) {
 }
 
 // out[r] = dot(row r, token t) for r < R; rows start at w0, row_bytes apart.
-// Rows are short (~1 KB), so the hardware prefetchers barely ramp up within one group
-// of R rows; when `prefetch_rows` > 0 the kernel prefetches the rows that far ahead
-// (same offsets), which keeps enough lines in flight to stream at memory bandwidth.
+// Rows are short (~1 KB) and read R at a time, which the hardware prefetchers follow
+// poorly; when `prefetch_rows` > 0 the kernel prefetches (into L2) the rows that far
+// ahead at the same offsets, which streams at close to the memory bandwidth.
 template <int R, bool kQ4>
 void KernelA(const uint8_t* w0, int64_t row_bytes, int64_t nb, const QActs& a, int64_t t,
              float* out, int64_t prefetch_rows) {
@@ -151,7 +140,7 @@ void KernelA(const uint8_t* w0, int64_t row_bytes, int64_t nb, const QActs& a, i
     for (int r = 0; r < R; ++r) {
       const uint8_t* row = w0 + r * row_bytes;
       if (pf_off != 0) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + pf_off + k * kBlockBytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(row + pf_off + k * kBlockBytes), _MM_HINT_T1);
       }
       const __m256i dp = _mm256_dpbusd_epi32(init, LoadWeightU8<kQ4>(row, k), xk);
       const __m256 d = _mm256_set1_ps(Fp16ToFp32Fast(WeightScale<kQ4>(row, k)) * dxk);
@@ -169,14 +158,15 @@ void MatVecQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
   const int64_t chunk = std::max<int64_t>(16, AlignUp(rows / (nth * 8) + 1, 4));
   const int64_t n_tasks = (rows + chunk - 1) / chunk;
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  // Prefetch ~16 KB ahead, in whole groups of 4 rows.
+  const int64_t pf_rows = std::clamp<int64_t>(AlignUp(16384 / w.row_bytes + 1, 4), 4, 64);
   ParallelTasks(pool, n_tasks, [&](int64_t task) {
     const int64_t r0 = task * chunk, r1 = std::min(rows, r0 + chunk);
     for (int64_t t = 0; t < a.nt; ++t) {
       float* yt = y + t * rows;
       int64_t r = r0;
       for (; r + 4 <= r1; r += 4) {
-        // Prefetch two groups ahead while inside this task's rows.
-        const int64_t pf = r + 12 <= r1 ? 8 : 0;
+        const int64_t pf = r + 4 + pf_rows <= rows ? pf_rows : 0;  // stay inside the matrix
         KernelA<4, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r, pf);
       }
       for (; r < r1; ++r) KernelA<1, kQ4>(wd + r * w.row_bytes, w.row_bytes, nb, a, t, yt + r, 0);
@@ -188,10 +178,11 @@ void MatVecQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
 
 // Repacks rows [r0, r0 + n_rows) (n_rows <= 16) into `tile`: per block, 8 vectors whose
 // dword lane r holds weight bytes 4g..4g+3 of row r as unsigned (Q8_0: w + 128, Q4_0:
-// nibbles), then 16 float scales. Missing rows are zero.
+// nibbles), then 16 float scales. Missing rows are zero. With `prefetch`, the next 16
+// rows (which must exist) are prefetched into L2 at the same offsets.
 template <bool kQ4>
 void RepackTile(const uint8_t* w0, int64_t row_bytes, int64_t nb, int64_t n_rows,
-                uint8_t* tile) {
+                uint8_t* tile, bool prefetch) {
   const __mmask16 m = RowMask(n_rows);
   const __m512i idx = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -201,6 +192,11 @@ void RepackTile(const uint8_t* w0, int64_t row_bytes, int64_t nb, int64_t n_rows
   for (int64_t k = 0; k < nb; ++k) {
     const uint8_t* b = w0 + k * block_bytes;
     uint8_t* out = tile + k * kTileBlockBytes;
+    if (prefetch) {
+      for (int r = kTileRows; r < 2 * kTileRows; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + r * row_bytes), _MM_HINT_T1);
+      }
+    }
     const __m512i d16 = _mm512_mask_i32gather_epi32(zero, m, idx, b, 1);
     _mm512_store_ps(out + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d16)));
     if constexpr (kQ4) {
@@ -265,16 +261,25 @@ template <bool kQ4>
 void GemmQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
   const int64_t rows = w.rows, nb = w.cols / kQK, nt = a.nt;
   const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
+  const int nth = pool ? pool->size() : 1;
+  // Consecutive tiles per task (~8 tasks per thread), so the prefetch of the next tile
+  // usually serves this thread.
+  const int64_t tiles_per_task = std::max<int64_t>(1, n_tiles / (nth * 8));
+  const int64_t n_tasks = (n_tiles + tiles_per_task - 1) / tiles_per_task;
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
-  ParallelTasks(pool, n_tiles, [&](int64_t tile_i) {
-    const int64_t r0 = tile_i * kTileRows;
-    const int64_t n_rows = std::min<int64_t>(kTileRows, rows - r0);
+  ParallelTasks(pool, n_tasks, [&](int64_t task) {
     uint8_t* tile = static_cast<uint8_t*>(g_tile_scratch.Get(nb * kTileBlockBytes));
-    RepackTile<kQ4>(wd + r0 * w.row_bytes, w.row_bytes, nb, n_rows, tile);
-    const __mmask16 mask = RowMask(n_rows);
-    for (int64_t t0 = 0; t0 < nt; t0 += kTileTokens) {
-      const int64_t tn = std::min<int64_t>(kTileTokens, nt - t0);
-      kKernelB[tn](tile, nb, a, t0, y + t0 * rows + r0, rows, mask);
+    const int64_t tile_end = std::min(n_tiles, (task + 1) * tiles_per_task);
+    for (int64_t tile_i = task * tiles_per_task; tile_i < tile_end; ++tile_i) {
+      const int64_t r0 = tile_i * kTileRows;
+      const int64_t n_rows = std::min<int64_t>(kTileRows, rows - r0);
+      RepackTile<kQ4>(wd + r0 * w.row_bytes, w.row_bytes, nb, n_rows, tile,
+                      r0 + 2 * kTileRows <= rows);
+      const __mmask16 mask = RowMask(n_rows);
+      for (int64_t t0 = 0; t0 < nt; t0 += kTileTokens) {
+        const int64_t tn = std::min<int64_t>(kTileTokens, nt - t0);
+        kKernelB[tn](tile, nb, a, t0, y + t0 * rows + r0, rows, mask);
+      }
     }
   });
 }

@@ -45,7 +45,7 @@ TEST(ThreadPoolTest, ParallelForCoversEveryIndexExactlyOnce) {
           for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
         });
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
-        EXPECT_LE(static_cast<int>(chunks.size()), n_threads);
+        EXPECT_LE(static_cast<int>(chunks.size()), 4 * n_threads);
         // Chunks hold at least `grain` items unless the whole range is one chunk.
         if (chunks.size() > 1) {
           for (auto [b, e] : chunks) EXPECT_GE(e - b, grain);
@@ -64,6 +64,24 @@ TEST(ThreadPoolTest, ManySmallCallsBackToBack) {
       pool.ParallelFor(6, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
     }
     EXPECT_EQ(total.load(), int64_t{6} * kCalls);
+  }
+}
+
+TEST(ThreadPoolTest, MixedRunAndParallelForStress) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(64);
+  for (int iter = 0; iter < 5000; ++iter) {
+    const int64_t n = 1 + (iter * 7919) % 64;
+    for (int64_t i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
+    pool.ParallelFor(n, 1 + iter % 3, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+    });
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "iter " << iter << " i " << i;
+    if (iter % 5 == 0) {
+      std::atomic<int> calls{0};
+      pool.Run([&](int, int) { calls.fetch_add(1); });
+      ASSERT_EQ(calls.load(), 3);
+    }
   }
 }
 
