@@ -23,7 +23,7 @@ absl::Status InitLogging(const std::string& node_name, const std::string& level)
       node_name.empty() ? "pice" : node_name,
       std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern(absl::StrCat("%Y-%m-%d %H:%M:%S.%e %^%L%$ ", node_name, " %v"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ %v");
   spdlog::set_level(lvl);
   return absl::OkStatus();
 }

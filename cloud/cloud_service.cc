@@ -1,0 +1,285 @@
+#include "cloud/cloud_service.h"
+
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "common/reactors.h"
+#include "common/status.h"
+#include "edge/expand_rpc.h"
+#include "engine/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace pice {
+namespace {
+
+grpc::Status Draining() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the node is draining; retry elsewhere");
+}
+
+// Finish reason on the wire: a generation the service stopped on purpose is STOP.
+v1::FinishReason WireFinish(FinishReason r, bool stopped_by_us) {
+  if (r == FinishReason::kCancelled && stopped_by_us) return v1::STOP;
+  return ToProtoFinish(r);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOptions& options) {
+  std::unique_ptr<CloudService> s(new CloudService());
+  s->options_ = options;
+  PICE_ASSIGN_OR_RETURN(s->template_, LoadPromptTemplate(options.template_path));
+  EngineOptions eo;
+  eo.model_path = options.model_path;
+  eo.n_threads = options.threads;
+  eo.max_batch = options.max_batch;
+  eo.max_queue = options.max_queue;
+  eo.n_ctx = options.n_ctx;
+  PICE_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(eo));
+  s->engine_ = std::move(engine);
+  EnsembleMember self{s->engine_->name(), options.model_path, std::nullopt, std::nullopt, 1.0};
+  VoteOptions vote;
+  vote.method = SelectionMethod::kConfidence;
+  PICE_ASSIGN_OR_RETURN(s->expander_,
+                        Ensemble::Create({self}, vote, s->template_,
+                                         {{options.model_path, s->engine_}}));
+  spdlog::info("{}: model {} ({}), template {} ({})", options.node, s->engine_->name(),
+               options.model_path, s->template_.family, options.template_path);
+  return s;
+}
+
+absl::StatusOr<GenerateOptions> CloudService::Options(const v1::SamplingParams& p,
+                                                      const PromptPart& part) const {
+  SamplingLimits sl;
+  sl.default_max_tokens = std::min(part.max_tokens, options_.limits.max_tokens);
+  sl.max_tokens = options_.limits.max_tokens;
+  sl.max_stop = options_.limits.max_stop;
+  sl.max_stop_bytes = options_.limits.max_stop_bytes;
+  PICE_ASSIGN_OR_RETURN(GenerateOptions o, ToGenerateOptions(p, sl, "params"));
+  o.stop.insert(o.stop.end(), part.stop.begin(), part.stop.end());
+  return o;
+}
+
+// ---- Sketch ---------------------------------------------------------------------------
+
+grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackServerContext* ctx,
+                                                                const v1::SketchRequest* req) {
+  auto reactor = StreamReactor<v1::SketchEvent>::Create();
+  const std::string id = RequestIdOr(req->request_id());
+  auto fail = [&](const absl::Status& s) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor.get();
+  };
+  if (draining_) {
+    reactor->Finish(Draining());
+    return reactor.get();
+  }
+  if (auto s = ValidateRequestId(req->request_id()); !s.ok()) return fail(s);
+  if (auto s = ValidateText(req->question(), "question", options_.limits.max_question_bytes);
+      !s.ok()) {
+    return fail(s);
+  }
+  if (req->max_points() < 0 || req->max_points() > options_.limits.max_points) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "max_points: must be in [0, ", options_.limits.max_points, "] (0 = template default ",
+        template_.max_points, "), got ", req->max_points())));
+  }
+  auto gen = Options(req->params(), template_.sketch);
+  if (!gen.ok()) return fail(gen.status());
+  const int budget = req->max_points() > 0 ? req->max_points() : template_.max_points;
+  BuiltPrompt built = BuildSketchPrompt(template_, req->question(), budget);
+  auto ids = EncodePrompt(template_, engine_->model(), built);
+  if (!ids.ok()) return fail(ids.status());
+
+  // Per-call state, touched only by the engine worker thread.
+  struct State {
+    std::string prefix;       // the response prefix: part of the sketch text
+    std::vector<Token> tokens;
+    std::unique_ptr<IncrementalSketchParser> parser;
+    int sent = 0;
+    bool stopped_by_us = false;
+  };
+  auto st = std::make_shared<State>();
+  st->prefix = built.response_prefix;
+  SketchParseOptions po = template_.parse;
+  po.max_points = budget;
+  st->parser = std::make_unique<IncrementalSketchParser>(po);
+
+  const Tokenizer* tok = &engine_->tokenizer();
+  EngineRequest r;
+  r.prompt = *std::move(ids);
+  r.options = *gen;
+  r.cancelled = reactor->cancelled();
+  r.on_token = [st, reactor, tok, id](Token t, float) {
+    st->tokens.push_back(t);
+    std::string text = st->prefix + tok->Decode(st->tokens);
+    for (auto& p : st->parser->Update(text)) {
+      v1::SketchEvent ev;
+      ev.set_request_id(id);
+      ev.mutable_point()->set_index(st->sent++);
+      ev.mutable_point()->set_text(p);
+      reactor->Write(std::move(ev));
+    }
+    if (st->parser->Saturated()) {
+      st->stopped_by_us = true;
+      return false;
+    }
+    return !reactor->IsCancelled();
+  };
+  const std::string node = options_.node;
+  r.on_done = [st, reactor, id, node](absl::StatusOr<GenerateResult> res) {
+    if (reactor->IsCancelled() && !st->stopped_by_us) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "sketch cancelled"));
+      return;
+    }
+    if (!res.ok()) {
+      reactor->Finish(ToGrpcStatus(res.status()));
+      return;
+    }
+    std::string text = st->prefix + res->text;
+    ParsedSketch parsed = st->parser->Finish(text);
+    for (size_t k = st->sent; parsed.split && k < parsed.points.size(); ++k) {
+      v1::SketchEvent ev;
+      ev.set_request_id(id);
+      ev.mutable_point()->set_index(static_cast<int>(k));
+      ev.mutable_point()->set_text(parsed.points[k]);
+      reactor->Write(std::move(ev));
+    }
+    v1::SketchEvent ev;
+    ev.set_request_id(id);
+    v1::SketchDone* d = ev.mutable_done();
+    d->set_split(parsed.split);
+    d->set_finish_reason(WireFinish(res->finish, st->stopped_by_us));
+    d->set_raw(text);
+    d->set_prompt_tokens(static_cast<int64_t>(res->prompt_tokens.size()));
+    d->set_generated_tokens(static_cast<int64_t>(res->tokens.size()));
+    d->set_node(node);
+    spdlog::debug("sketch {}: split={} points={} ({}) raw=\"{}\"", id, parsed.split,
+                  parsed.points.size(), parsed.reason, text);
+    reactor->Write(std::move(ev));
+    reactor->Finish(grpc::Status::OK);
+  };
+  if (absl::Status s = engine_->Submit(std::move(r)); !s.ok()) return fail(s);
+  (void)ctx;
+  return reactor.get();
+}
+
+// ---- Generate -------------------------------------------------------------------------
+
+grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
+    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* req) {
+  auto reactor = StreamReactor<v1::GenerateEvent>::Create();
+  const std::string id = RequestIdOr(req->request_id());
+  auto fail = [&](const absl::Status& s) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor.get();
+  };
+  if (draining_) {
+    reactor->Finish(Draining());
+    return reactor.get();
+  }
+  if (auto s = ValidateRequestId(req->request_id()); !s.ok()) return fail(s);
+  if (auto s = ValidateText(req->question(), "question", options_.limits.max_question_bytes);
+      !s.ok()) {
+    return fail(s);
+  }
+  auto gen = Options(req->params(), template_.full);
+  if (!gen.ok()) return fail(gen.status());
+  BuiltPrompt built = BuildFullPrompt(template_, req->question());
+  auto ids = EncodePrompt(template_, engine_->model(), built);
+  if (!ids.ok()) return fail(ids.status());
+
+  struct State {  // touched only by the engine worker thread
+    std::vector<Token> tokens;
+    std::string decoded;  // Decode(tokens)
+    std::unique_ptr<DeltaStreamer> streamer;
+  };
+  auto st = std::make_shared<State>();
+  st->streamer = std::make_unique<DeltaStreamer>(gen->stop);
+  const Tokenizer* tok = &engine_->tokenizer();
+  auto write_delta = [reactor, id](std::string text) {
+    if (text.empty()) return;
+    v1::GenerateEvent ev;
+    ev.set_request_id(id);
+    ev.mutable_delta()->set_text(std::move(text));
+    reactor->Write(std::move(ev));
+  };
+  EngineRequest r;
+  r.prompt = *std::move(ids);
+  r.options = *gen;
+  r.cancelled = reactor->cancelled();
+  r.on_token = [st, reactor, tok, write_delta](Token t, float) {
+    st->tokens.push_back(t);
+    // Decoding the whole sequence gives what the final text will be; send what it adds.
+    std::string text = tok->Decode(st->tokens);
+    if (text.size() >= st->decoded.size() &&
+        text.compare(0, st->decoded.size(), st->decoded) == 0) {
+      write_delta(st->streamer->Push(std::string_view(text).substr(st->decoded.size())));
+    }
+    st->decoded = std::move(text);
+    return !reactor->IsCancelled();
+  };
+  const std::string node = options_.node;
+  r.on_done = [st, reactor, id, node, write_delta](absl::StatusOr<GenerateResult> res) {
+    if (reactor->IsCancelled()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "generation cancelled"));
+      return;
+    }
+    if (!res.ok()) {
+      reactor->Finish(ToGrpcStatus(res.status()));
+      return;
+    }
+    bool mismatch = false;
+    write_delta(st->streamer->Finish(res->text, &mismatch));
+    if (mismatch) {
+      spdlog::warn("generate {}: streamed text is not a prefix of the final text", id);
+    }
+    v1::GenerateEvent ev;
+    ev.set_request_id(id);
+    v1::GenerateDone* d = ev.mutable_done();
+    d->set_finish_reason(ToProtoFinish(res->finish));
+    d->set_prompt_tokens(static_cast<int64_t>(res->prompt_tokens.size()));
+    d->set_generated_tokens(static_cast<int64_t>(res->tokens.size()));
+    d->set_node(node);
+    reactor->Write(std::move(ev));
+    reactor->Finish(grpc::Status::OK);
+  };
+  if (absl::Status s = engine_->Submit(std::move(r)); !s.ok()) return fail(s);
+  (void)ctx;
+  return reactor.get();
+}
+
+// ---- Expand ---------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
+                                               const v1::ExpandRequest* req,
+                                               v1::ExpandResponse* resp) {
+  auto reactor = UnaryReactor<v1::ExpandResponse>::Create(resp);
+  if (draining_) {
+    reactor->Finish(Draining());
+    return reactor.get();
+  }
+  auto job = ValidateExpandRequest(*req, options_.limits, template_.expand.max_tokens);
+  if (!job.ok()) {
+    reactor->Finish(ToGrpcStatus(job.status()));
+    return reactor.get();
+  }
+  job->cancelled = reactor->cancelled();
+  // The request outlives the reactor's Finish; copy what the response needs.
+  auto req_copy = std::make_shared<v1::ExpandRequest>(*req);
+  const std::string node = options_.node;
+  absl::Status s = expander_->ExpandAsync(
+      *job, [reactor, req_copy, node](absl::StatusOr<ExpandOutcome> out) {
+        if (!out.ok()) {
+          reactor->Finish(ToGrpcStatus(out.status()));
+          return;
+        }
+        reactor->Finish(grpc::Status::OK, [&](v1::ExpandResponse* r) {
+          FillExpandResponse(*req_copy, *out, node, "confidence", r);
+        });
+      });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  (void)ctx;
+  return reactor.get();
+}
+
+}  // namespace pice

@@ -1,0 +1,53 @@
+// pice.v1.Cloud on the callback API: Sketch (a stream of points, each sent as soon as it
+// is complete, then `done`), Generate (a stream of text deltas, then `done`) and Expand
+// (the edge's response shape, from a one-member ensemble on the cloud model).
+//
+// Model work runs on the engine's worker thread; the gRPC threads only validate, tokenize
+// and submit. A client that cancels (or whose deadline passes) cancels the engine request.
+// Errors: INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED when the engine's queue is
+// full (back off); UNAVAILABLE while draining.
+#ifndef PICE_CLOUD_CLOUD_SERVICE_H_
+#define PICE_CLOUD_CLOUD_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "cloud/cloud_config.h"
+#include "cloud/templates.h"
+#include "edge/ensemble.h"
+#include "engine/engine.h"
+#include "pice/v1/pice.grpc.pb.h"
+
+namespace pice {
+
+class CloudService final : public v1::Cloud::CallbackService {
+ public:
+  // Loads the template and the model. Errors name the file at fault.
+  static absl::StatusOr<std::unique_ptr<CloudService>> Create(const CloudOptions& options);
+
+  grpc::ServerWriteReactor<v1::SketchEvent>* Sketch(grpc::CallbackServerContext* ctx,
+                                                    const v1::SketchRequest* req) override;
+  grpc::ServerWriteReactor<v1::GenerateEvent>* Generate(grpc::CallbackServerContext* ctx,
+                                                        const v1::GenerateRequest* req) override;
+  grpc::ServerUnaryReactor* Expand(grpc::CallbackServerContext* ctx, const v1::ExpandRequest* req,
+                                   v1::ExpandResponse* resp) override;
+
+  // New calls are refused with UNAVAILABLE from now on; running ones go on.
+  void SetDraining() { draining_ = true; }
+  Engine& engine() { return *engine_; }
+
+ private:
+  CloudService() = default;
+  absl::StatusOr<GenerateOptions> Options(const v1::SamplingParams& p, const PromptPart& part) const;
+
+  CloudOptions options_;
+  PromptTemplate template_;
+  std::shared_ptr<Engine> engine_;
+  std::unique_ptr<Ensemble> expander_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace pice
+
+#endif  // PICE_CLOUD_CLOUD_SERVICE_H_

@@ -1,0 +1,67 @@
+// pice-cloud: serves pice.v1.Cloud (Sketch, Generate, Expand) with the large model.
+//   pice-cloud --config cloud.yaml [--port_file FILE] [--listen HOST:PORT] [--log_level L]
+// Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server cannot start,
+// 2 for a bad flag or config.
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "cloud/cloud_config.h"
+#include "cloud/cloud_service.h"
+#include "common/logging.h"
+#include "common/server.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, config, "", "cloud.yaml (required)");
+ABSL_FLAG(std::string, port_file, "", "write the bound port here once serving (for port 0)");
+ABSL_FLAG(std::string, listen, "", "host:port; overrides the config's listen");
+ABSL_FLAG(std::string, log_level, "", "trace|debug|info|warn|error|off; overrides the config");
+
+int main(int argc, char** argv) {
+  pice::BlockShutdownSignals();
+  absl::SetProgramUsageMessage(
+      "pice-cloud --config cloud.yaml [--port_file FILE] [--listen HOST:PORT] [--log_level L]");
+  absl::ParseCommandLine(argc, argv);
+  const std::string config = absl::GetFlag(FLAGS_config);
+  if (config.empty()) {
+    std::fprintf(stderr, "pice-cloud: --config FILE.yaml is required\n");
+    return 2;
+  }
+  auto options = pice::LoadCloudOptions(config);
+  if (!options.ok()) {
+    std::fprintf(stderr, "pice-cloud: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_listen).empty()) options->listen = absl::GetFlag(FLAGS_listen);
+  if (!absl::GetFlag(FLAGS_log_level).empty()) options->log_level = absl::GetFlag(FLAGS_log_level);
+  if (auto s = pice::ValidateListenAddress(options->listen, "--listen"); !s.ok()) {
+    std::fprintf(stderr, "pice-cloud: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (auto s = pice::InitLogging(options->node, options->log_level); !s.ok()) {
+    std::fprintf(stderr, "pice-cloud: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  auto service = pice::CloudService::Create(*options);
+  if (!service.ok()) {
+    spdlog::error("{}", std::string(service.status().message()));
+    return 2;
+  }
+  pice::ServerOptions so;
+  so.listen = options->listen;
+  so.port_file = absl::GetFlag(FLAGS_port_file);
+  so.drain_seconds = options->drain_seconds;
+  so.name = options->node;
+  auto server = pice::GrpcServer::Start(
+      so, {{pice::v1::Cloud::service_full_name(), service->get()}});
+  if (!server.ok()) {
+    spdlog::error("{}", std::string(server.status().message()));
+    return 1;
+  }
+  pice::WaitForShutdownSignal();
+  (*service)->SetDraining();
+  (*server)->Shutdown();
+  return 0;
+}

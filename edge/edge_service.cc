@@ -1,0 +1,168 @@
+#include "edge/edge_service.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/reactors.h"
+#include "common/status.h"
+#include "edge/expand_rpc.h"
+#include "engine/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace pice {
+
+absl::StatusOr<std::unique_ptr<EdgeService>> EdgeService::Create(const EdgeOptions& options) {
+  std::unique_ptr<EdgeService> s(new EdgeService());
+  s->options_ = options;
+  PICE_ASSIGN_OR_RETURN(PromptTemplate tmpl, LoadPromptTemplate(options.template_path));
+  std::map<std::string, std::shared_ptr<Engine>> engines;
+  for (const auto& m : options.members) {
+    if (engines.count(m.model_path)) continue;
+    EngineOptions eo;
+    eo.model_path = m.model_path;
+    eo.n_threads = options.threads;
+    eo.max_batch = options.max_batch;
+    eo.max_queue = std::max(64, options.max_batch);
+    eo.n_ctx = options.n_ctx;
+    auto engine = Engine::Create(eo);
+    if (!engine.ok()) {
+      return absl::Status(engine.status().code(),
+                          absl::StrCat("member ", m.name, ": ", engine.status().message()));
+    }
+    engines[m.model_path] = std::move(*engine);
+  }
+  PICE_ASSIGN_OR_RETURN(s->ensemble_, Ensemble::Create(options.members, options.vote, tmpl, engines));
+  std::string names;
+  for (const auto& m : options.members) absl::StrAppend(&names, names.empty() ? "" : ", ", m.name);
+  spdlog::info("{}: ensemble [{}] on {} model file(s), selection {}, template {}", options.node,
+               names, engines.size(), SelectionMethodName(options.vote.method), tmpl.family);
+  return s;
+}
+
+grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
+                                              const v1::ExpandRequest* req,
+                                              v1::ExpandResponse* resp) {
+  auto reactor = UnaryReactor<v1::ExpandResponse>::Create(resp);
+  if (draining_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the node is draining; retry elsewhere"));
+    return reactor.get();
+  }
+  auto job = ValidateExpandRequest(*req, options_.limits,
+                                   ensemble_->prompt_template().expand.max_tokens);
+  if (!job.ok()) {
+    reactor->Finish(ToGrpcStatus(job.status()));
+    return reactor.get();
+  }
+  job->cancelled = reactor->cancelled();
+  auto req_copy = std::make_shared<v1::ExpandRequest>(*req);
+
+  // Runs the call in a slot already taken; releases the slot when done.
+  std::function<void()> start = [this, reactor, req_copy, job = *std::move(job)]() {
+    if (reactor->IsCancelled()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"));
+      Release(-1);
+      return;
+    }
+    absl::Status s = ensemble_->ExpandAsync(job, [this, reactor, req_copy](
+                                                     absl::StatusOr<ExpandOutcome> out) {
+      double rate = -1;
+      if (!out.ok()) {
+        reactor->Finish(ToGrpcStatus(out.status()));
+      } else {
+        if (out->seconds > 0 && !out->candidates.empty()) {
+          rate = double(out->generated_tokens) / out->candidates.size() / out->seconds;
+        }
+        for (const auto& f : out->failures) spdlog::warn("expand {}: {}", req_copy->request_id(), f);
+        reactor->Finish(grpc::Status::OK, [&](v1::ExpandResponse* r) {
+          FillExpandResponse(*req_copy, *out, options_.node,
+                             SelectionMethodName(options_.vote.method), r);
+        });
+      }
+      Release(rate);
+    });
+    if (!s.ok()) {
+      reactor->Finish(ToGrpcStatus(s));
+      Release(-1);
+    }
+  };
+
+  bool run_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (active_ < options_.max_slots) {
+      ++active_;
+      run_now = true;
+    } else if (static_cast<int>(queue_.size()) < options_.max_queue) {
+      const uint64_t id = next_id_++;
+      queue_.push_back({id, std::move(start)});
+      // A waiting call that is cancelled leaves the queue at once.
+      std::weak_ptr<UnaryReactor<v1::ExpandResponse>> weak = reactor;
+      reactor->SetOnCancel([this, id, weak] {
+        bool removed = false;
+        {
+          absl::MutexLock lock(&mu_);
+          for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+            if (it->id == id) {
+              queue_.erase(it);
+              removed = true;
+              break;
+            }
+          }
+        }
+        if (auto r = weak.lock(); r && removed) {
+          r->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"));
+        }
+      });
+    } else {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat(options_.node, " is busy: ", active_, " expansions running, ",
+                       queue_.size(), " waiting; retry later or elsewhere")));
+      return reactor.get();
+    }
+  }
+  if (run_now) start();
+  (void)ctx;
+  return reactor.get();
+}
+
+void EdgeService::Release(double tokens_per_s) {
+  std::vector<std::function<void()>> to_start;
+  {
+    absl::MutexLock lock(&mu_);
+    if (tokens_per_s > 0) {
+      tokens_per_s_ = tokens_per_s_ == 0 ? tokens_per_s : 0.8 * tokens_per_s_ + 0.2 * tokens_per_s;
+    }
+    --active_;
+    // Hand the slot to the next waiting call; cancelled ones start only to finish at once.
+    if (!queue_.empty() && active_ < options_.max_slots) {
+      ++active_;
+      to_start.push_back(std::move(queue_.front().start));
+      queue_.pop_front();
+    }
+  }
+  for (auto& f : to_start) f();
+}
+
+void EdgeService::FillLoad(v1::LoadResponse* resp) {
+  absl::MutexLock lock(&mu_);
+  resp->set_node(options_.node);
+  resp->set_queue_depth(static_cast<int>(queue_.size()));
+  resp->set_active(active_);
+  resp->set_max_slots(options_.max_slots);
+  resp->set_free_slots(std::max(0, options_.max_slots - active_));
+  resp->set_tokens_per_s(tokens_per_s_);
+  for (const auto& m : ensemble_->members()) resp->add_models(m.name);
+  resp->set_draining(draining_.load());
+}
+
+grpc::ServerUnaryReactor* EdgeService::Load(grpc::CallbackServerContext* ctx,
+                                            const v1::LoadRequest* req, v1::LoadResponse* resp) {
+  FillLoad(resp);
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(grpc::Status::OK);
+  (void)req;
+  return r;
+}
+
+}  // namespace pice

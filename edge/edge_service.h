@@ -1,0 +1,61 @@
+// pice.v1.Edge on the callback API: Expand runs every ensemble member on one sketch point
+// and returns all candidates with the selected one; Load reports live capacity.
+//
+// Admission: at most max_slots Expand calls run at once and max_queue more wait (FIFO);
+// beyond that Expand answers RESOURCE_EXHAUSTED at once. A waiting call that is cancelled
+// leaves the queue. While draining, Expand answers UNAVAILABLE. No model work runs on
+// gRPC threads: calls are started from the handler or from the engine thread that
+// finished the previous one.
+#ifndef PICE_EDGE_EDGE_SERVICE_H_
+#define PICE_EDGE_EDGE_SERVICE_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "edge/edge_config.h"
+#include "edge/ensemble.h"
+#include "pice/v1/pice.grpc.pb.h"
+
+namespace pice {
+
+class EdgeService final : public v1::Edge::CallbackService {
+ public:
+  // Loads the template and each distinct model file once.
+  static absl::StatusOr<std::unique_ptr<EdgeService>> Create(const EdgeOptions& options);
+
+  grpc::ServerUnaryReactor* Expand(grpc::CallbackServerContext* ctx, const v1::ExpandRequest* req,
+                                   v1::ExpandResponse* resp) override;
+  grpc::ServerUnaryReactor* Load(grpc::CallbackServerContext* ctx, const v1::LoadRequest* req,
+                                 v1::LoadResponse* resp) override;
+
+  void SetDraining() { draining_ = true; }
+  // Fills a LoadResponse with the current state (what Load returns).
+  void FillLoad(v1::LoadResponse* resp);
+
+ private:
+  struct Pending {
+    uint64_t id;
+    std::function<void()> start;  // runs the call in the slot handed to it
+  };
+  EdgeService() = default;
+  // Called when a running call ends: frees its slot and starts the next waiting call.
+  void Release(double tokens_per_s);
+
+  EdgeOptions options_;
+  std::unique_ptr<Ensemble> ensemble_;
+  std::atomic<bool> draining_{false};
+
+  absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  double tokens_per_s_ ABSL_GUARDED_BY(mu_) = 0;  // EWMA of one expansion's rate
+};
+
+}  // namespace pice
+
+#endif  // PICE_EDGE_EDGE_SERVICE_H_

@@ -1,0 +1,96 @@
+// An ensemble of 1..k models that each expand the same sketch point; the candidates are
+// scored and one is selected (edge/voting.h). Members may share a GGUF file (different
+// seeds/temperatures): each distinct file is loaded into one Engine, and members on one
+// Engine decode in the same batch. The cloud uses a one-member ensemble for Expand.
+//
+// Thread safety: ExpandAsync may be called from any thread; `done` runs once, on an
+// engine worker thread (or on the caller's thread when nothing could be submitted).
+#ifndef PICE_EDGE_ENSEMBLE_H_
+#define PICE_EDGE_ENSEMBLE_H_
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cloud/templates.h"
+#include "edge/voting.h"
+#include "engine/engine.h"
+
+namespace pice {
+
+struct EnsembleMember {
+  std::string name;                    // reported as Candidate.model
+  std::string model_path;              // GGUF file
+  std::optional<float> temperature;    // unset: the request's temperature
+  std::optional<uint64_t> seed;        // unset: the request's seed + the member's index
+  double weight = 1.0;                 // voting weight (> 0)
+};
+
+struct ExpandCandidate {
+  std::string member;
+  std::string text;          // the expansion as generated (trimmed per template)
+  double mean_logprob = 0;
+  double consensus = 0;
+  double score = 0;
+  int tokens = 0;
+  bool selected = false;
+};
+
+struct ExpandOutcome {
+  std::vector<ExpandCandidate> candidates;  // one per member that produced a result
+  int selected = -1;
+  std::string answer;        // the selected expansion formatted with the template's answer
+  double agreement = 0;
+  FinishReason finish = FinishReason::kStop;  // the selected candidate's
+  int64_t prompt_tokens = 0;                  // summed over members
+  int64_t generated_tokens = 0;
+  double seconds = 0;                         // wall time from submit to the last member
+  std::vector<std::string> failures;          // "member: error" for members that failed
+};
+
+// What one expansion asks for.
+struct ExpandJob {
+  std::string question;
+  std::vector<std::string> sketch;
+  int index = 0;
+  GenerateOptions options;   // request options; members override temperature/seed
+  std::shared_ptr<std::atomic<bool>> cancelled;  // may be null
+};
+
+class Ensemble {
+ public:
+  // Uses `engines` (model path -> engine) for the members' files; every member's path
+  // must be in it. INVALID_ARGUMENT for no members or a bad weight.
+  static absl::StatusOr<std::unique_ptr<Ensemble>> Create(
+      std::vector<EnsembleMember> members, const VoteOptions& vote, const PromptTemplate& tmpl,
+      std::map<std::string, std::shared_ptr<Engine>> engines);
+
+  // Submits every member's request before any runs to completion, and calls `done` with
+  // the vote once all have finished. Returns an error (and never calls done) when no
+  // member could be submitted: RESOURCE_EXHAUSTED when the engines are full, the
+  // engine's INVALID_ARGUMENT for a prompt that does not fit.
+  absl::Status ExpandAsync(const ExpandJob& job,
+                           std::function<void(absl::StatusOr<ExpandOutcome>)> done) const;
+
+  const std::vector<EnsembleMember>& members() const { return members_; }
+  const VoteOptions& vote() const { return vote_; }
+  const PromptTemplate& prompt_template() const { return tmpl_; }
+  // Distinct engines, in member order.
+  std::vector<std::shared_ptr<Engine>> engines() const;
+
+ private:
+  Ensemble() = default;
+  std::vector<EnsembleMember> members_;
+  VoteOptions vote_;
+  PromptTemplate tmpl_;
+  std::vector<std::shared_ptr<Engine>> member_engines_;  // per member
+};
+
+}  // namespace pice
+
+#endif  // PICE_EDGE_ENSEMBLE_H_

@@ -1,0 +1,70 @@
+#include "edge/expand_rpc.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "engine/status_macros.h"
+
+namespace pice {
+
+absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
+                                                const RequestLimits& limits,
+                                                int default_max_tokens) {
+  PICE_RETURN_IF_ERROR(ValidateRequestId(req.request_id()));
+  PICE_RETURN_IF_ERROR(ValidateText(req.question(), "question", limits.max_question_bytes,
+                                    /*allow_empty=*/true));
+  if (req.sketch_size() == 0) {
+    return absl::InvalidArgumentError("sketch: must hold at least one point");
+  }
+  if (req.sketch_size() > limits.max_sketch_points) {
+    return absl::InvalidArgumentError(absl::StrCat("sketch: at most ", limits.max_sketch_points,
+                                                   " points, got ", req.sketch_size()));
+  }
+  for (int i = 0; i < req.sketch_size(); ++i) {
+    PICE_RETURN_IF_ERROR(ValidateText(req.sketch(i), absl::StrCat("sketch[", i, "]"),
+                                      limits.max_point_bytes));
+  }
+  if (req.index() < 0 || req.index() >= req.sketch_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("index: must be in [0, ", req.sketch_size() - 1,
+                                                   "], got ", req.index()));
+  }
+  SamplingLimits sl;
+  sl.default_max_tokens = std::min(default_max_tokens, limits.max_tokens);
+  sl.max_tokens = limits.max_tokens;
+  sl.max_stop = limits.max_stop;
+  sl.max_stop_bytes = limits.max_stop_bytes;
+  ExpandJob job;
+  PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
+  job.question = req.question();
+  job.sketch.assign(req.sketch().begin(), req.sketch().end());
+  job.index = req.index();
+  return job;
+}
+
+void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,
+                        const std::string& node, const char* selection,
+                        v1::ExpandResponse* resp) {
+  resp->set_request_id(req.request_id());
+  resp->set_index(req.index());
+  resp->set_text(out.answer);
+  resp->set_node(node);
+  const ExpandCandidate& sel = out.candidates[out.selected];
+  resp->set_model(sel.member);
+  resp->set_confidence(sel.mean_logprob);
+  resp->set_agreement(out.agreement);
+  for (const auto& c : out.candidates) {
+    v1::Candidate* pc = resp->add_candidates();
+    pc->set_model(c.member);
+    pc->set_text(c.text);
+    pc->set_mean_logprob(c.mean_logprob);
+    pc->set_consensus(c.consensus);
+    pc->set_score(c.score);
+    pc->set_tokens(c.tokens);
+    pc->set_selected(c.selected);
+  }
+  resp->set_selection(selection);
+  resp->set_finish_reason(ToProtoFinish(out.finish));
+  resp->set_prompt_tokens(out.prompt_tokens);
+  resp->set_generated_tokens(out.generated_tokens);
+}
+
+}  // namespace pice

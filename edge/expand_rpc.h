@@ -1,0 +1,32 @@
+// The Expand RPC's boundary, shared by pice-edge and pice-cloud (same request and
+// response shape): request validation into an ExpandJob, and the response from an
+// ExpandOutcome.
+#ifndef PICE_EDGE_EXPAND_RPC_H_
+#define PICE_EDGE_EXPAND_RPC_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cloud/cloud_config.h"
+#include "edge/ensemble.h"
+#include "pice/v1/pice.pb.h"
+
+namespace pice {
+
+// INVALID_ARGUMENT naming the field: request_id, question (UTF-8, size), sketch (1 to
+// max_sketch_points non-empty UTF-8 points), index (in range), params.*.
+// default_max_tokens applies when params.max_tokens is 0.
+absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
+                                                const RequestLimits& limits,
+                                                int default_max_tokens);
+
+// Fills `resp`: text = the selected answer (the template's `answer`, e.g. "12+7=19"),
+// candidates = every member's raw expansion with its scores.
+void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,
+                        const std::string& node, const char* selection,
+                        v1::ExpandResponse* resp);
+
+}  // namespace pice
+
+#endif  // PICE_EDGE_EXPAND_RPC_H_
