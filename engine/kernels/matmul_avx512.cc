@@ -6,7 +6,7 @@
 //    activation as signed bytes; the offset (128 or 8) times the activation block sum
 //    is subtracted by starting the int32 accumulator at corr = -offset * sum(x).
 //  - Few tokens (decode): kernel A streams the weight rows straight from the model,
-//    4 rows at a time sharing each activation block, one 256-bit vpdpbusd per block.
+//    4 rows at a time sharing each activation load, one 512-bit vpdpbusd per two blocks.
 //  - Many tokens (prefill/batches): kernel B repacks 16 rows into a tile whose dword
 //    lane r holds 4 bytes of row r, then for 8 tokens at a time broadcasts 4 activation
 //    bytes per vpdpbusd (512-bit): 16 rows x 8 tokens of int32 accumulators per block.
@@ -35,11 +35,18 @@ thread_local ScratchBuffer g_act_scratch;   // activations, on the calling threa
 thread_local ScratchBuffer g_tile_scratch;  // repacked weight tile, per thread
 
 // Activations for quantized weights, block-major: block k of token t is entry k*nt+t.
+// Kernel B reads them block-major (block k of token t is entry k*nt+t); kernel A reads
+// them token-major (entry t*nb+k) plus, per pair of blocks (k, k+1) = (2p, 2p+1), the
+// 16-lane vectors that its 512-bit steps use.
 struct QActs {
-  const int8_t* qs;     // [nb][nt][32], 32-byte aligned entries
-  const float* dx;      // [nb][nt] scales
-  const int32_t* corr;  // [nb][nt] = -offset * sum(qs)
+  const int8_t* qs;      // [nb*nt][32], 32-byte aligned entries
+  const float* dx;       // [nb*nt] scales
+  const int32_t* corr;   // [nb*nt] = -offset * sum(qs)
+  const float* dx2;      // token-major only: [nt][nb/2][16] = dx[k] x8, dx[k+1] x8
+  const int32_t* corr2;  // token-major only: [nt][nb/2][16] = corr[k], 0 x7, corr[k+1], 0 x7
   int64_t nt;
+  int64_t nb;
+  bool token_major;
 };
 
 // Calls f(task) for task in [0, n_tasks), over the pool (whose ParallelFor hands out
@@ -66,22 +73,38 @@ inline __mmask16 RowMask(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 }
 
-QActs PrepareQActs(const float* x, int64_t nt, int64_t cols, int32_t offset, ThreadPool* pool) {
-  const int64_t nb = cols / kQK;
+QActs PrepareQActs(const float* x, int64_t nt, int64_t cols, int32_t offset, bool token_major,
+                   ThreadPool* pool) {
+  const int64_t nb = cols / kQK, np = nb / 2;
   const size_t n = static_cast<size_t>(nb * nt);
   const size_t qs_bytes = AlignUp(n * 32, 64), f_bytes = AlignUp(n * 4, 64);
-  uint8_t* base = static_cast<uint8_t*>(g_act_scratch.Get(qs_bytes + 2 * f_bytes));
+  const size_t v_bytes = token_major ? static_cast<size_t>(nt * np) * 64 : 0;
+  uint8_t* base =
+      static_cast<uint8_t*>(g_act_scratch.Get(qs_bytes + 2 * f_bytes + 2 * v_bytes));
   int8_t* qs = reinterpret_cast<int8_t*>(base);
   float* dx = reinterpret_cast<float*>(base + qs_bytes);
   int32_t* corr = reinterpret_cast<int32_t*>(base + qs_bytes + f_bytes);
+  float* dx2 = reinterpret_cast<float*>(base + qs_bytes + 2 * f_bytes);
+  int32_t* corr2 = reinterpret_cast<int32_t*>(base + qs_bytes + 2 * f_bytes + v_bytes);
   auto quantize = [&](int64_t t) {
     for (int64_t k = 0; k < nb; ++k) {
       BlockQ8_0 b;
       const int32_t sum = QuantizeBlockQ8_0(x + t * cols + k * kQK, &b);
-      const int64_t i = k * nt + t;
+      const int64_t i = token_major ? t * nb + k : k * nt + t;
       std::memcpy(qs + i * 32, b.qs, 32);
       dx[i] = Fp16ToFp32Fast(b.d);
       corr[i] = -offset * sum;
+    }
+    if (token_major) {
+      for (int64_t p = 0; p < np; ++p) {
+        const int64_t i = t * nb + 2 * p, v = (t * np + p) * 16;
+        for (int j = 0; j < 8; ++j) {
+          dx2[v + j] = dx[i];
+          dx2[v + 8 + j] = dx[i + 1];
+          corr2[v + j] = j == 0 ? corr[i] : 0;
+          corr2[v + 8 + j] = j == 0 ? corr[i + 1] : 0;
+        }
+      }
     }
   };
   if (nt >= 4) {
@@ -89,7 +112,7 @@ QActs PrepareQActs(const float* x, int64_t nt, int64_t cols, int32_t offset, Thr
   } else {
     for (int64_t t = 0; t < nt; ++t) quantize(t);
   }
-  return QActs{qs, dx, corr, nt};
+  return QActs{qs, dx, corr, dx2, corr2, nt, nb, token_major};
 }
 
 // ---- kernel A: R rows x 1 token, weights read in place ------------------------------
@@ -117,7 +140,39 @@ inline uint16_t WeightScale(const uint8_t* row, int64_t k) {
   }
 }
 
-// out[r] = dot(row r, token t) for r < R; rows start at w0, row_bytes apart.
+// Blocks k and k+1 of a row as one vector of unsigned bytes: lanes 0..7 hold block k,
+// lanes 8..15 block k+1, matching the token-major activation pair.
+template <bool kQ4>
+inline __m512i LoadWeightPairU8(const uint8_t* row, int64_t k) {
+  if constexpr (kQ4) {
+    const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(row) + k;
+    const __m256i q = _mm256_set_m128i(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m)),
+                                         _mm256_and_si256(_mm256_srli_epi16(q, 4), m), 1);
+    // [lo k, lo k+1, hi k, hi k+1] -> [lo k, hi k, lo k+1, hi k+1]
+    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+  } else {
+    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + k;
+    const __m512i v = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
+    return _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+}
+
+// The FP16 scales of blocks k, k+1 widened to [d_k x8, d_k+1 x8].
+template <bool kQ4>
+inline __m512 WeightScalePair(const uint8_t* row, int64_t k) {
+  const __m256i h = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(WeightScale<kQ4>(row, k + 1))),
+                                     _mm_set1_epi16(static_cast<short>(WeightScale<kQ4>(row, k))));
+  return _mm512_cvtph_ps(h);
+}
+
+// out[r] = dot(row r, token t) for r < R; rows start at w0, row_bytes apart; `a` is
+// token-major. Two blocks per 512-bit step.
 // Rows are short (~1 KB) and read R at a time, which the hardware prefetchers follow
 // poorly; when `prefetch_rows` > 0 the kernel prefetches (into L2) the rows that far
 // ahead at the same offsets, which streams at close to the memory bandwidth.
@@ -126,28 +181,43 @@ void KernelA(const uint8_t* w0, int64_t row_bytes, int64_t nb, const QActs& a, i
              float* out, int64_t prefetch_rows) {
   constexpr int64_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   const int64_t pf_off = prefetch_rows * row_bytes;
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  const int8_t* xq = a.qs + t * 32;
-  const float* dx = a.dx + t;
-  const int32_t* corr = a.corr + t;
-  const int64_t nt = a.nt;
-  for (int64_t k = 0; k < nb; ++k) {
-    const __m256i xk = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + k * nt * 32));
-    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(corr[k * nt]));
-    const float dxk = dx[k * nt];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const int8_t* xq = a.qs + t * nb * 32;
+  const int64_t np = nb / 2;
+  const float* dx2 = a.dx2 + t * np * 16;
+  const int32_t* corr2 = a.corr2 + t * np * 16;
+  for (int64_t p = 0; p < np; ++p) {
+    const int64_t k = 2 * p;
+    const __m512i xk = _mm512_loadu_si512(xq + k * 32);
+    const __m512i init = _mm512_load_si512(corr2 + p * 16);
+    const __m512 dxv = _mm512_load_ps(dx2 + p * 16);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const uint8_t* row = w0 + r * row_bytes;
       if (pf_off != 0) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + pf_off + k * kBlockBytes), _MM_HINT_T1);
+        const char* pf = reinterpret_cast<const char*>(row + pf_off + k * kBlockBytes);
+        _mm_prefetch(pf, _MM_HINT_T1);
+        if constexpr (2 * kBlockBytes > 64) _mm_prefetch(pf + 2 * kBlockBytes - 1, _MM_HINT_T1);
       }
-      const __m256i dp = _mm256_dpbusd_epi32(init, LoadWeightU8<kQ4>(row, k), xk);
-      const __m256 d = _mm256_set1_ps(Fp16ToFp32Fast(WeightScale<kQ4>(row, k)) * dxk);
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), d, acc[r]);
+      const __m512i dp = _mm512_dpbusd_epi32(init, LoadWeightPairU8<kQ4>(row, k), xk);
+      const __m512 d = _mm512_mul_ps(WeightScalePair<kQ4>(row, k), dxv);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), d, acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = Hsum256(acc[r]);
+  float tail[R] = {};
+  if (nb & 1) {  // last block alone, 256-bit
+    const int64_t k = nb - 1;
+    const __m256i xk = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + k * 32));
+    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(a.corr[t * nb + k]));
+    const float dxk = a.dx[t * nb + k];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* row = w0 + r * row_bytes;
+      const __m256i dp = _mm256_dpbusd_epi32(init, LoadWeightU8<kQ4>(row, k), xk);
+      tail[r] = Hsum256(_mm256_cvtepi32_ps(dp)) * (Fp16ToFp32Fast(WeightScale<kQ4>(row, k)) * dxk);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
 }
 
 template <bool kQ4>
@@ -359,8 +429,9 @@ void MatMulAvx512(const Matrix& w, const float* x, int64_t n_tokens, float* y,
     case gguf::GgmlType::kQ8_0:
     case gguf::GgmlType::kQ4_0: {
       const bool q4 = w.type == gguf::GgmlType::kQ4_0;
-      const QActs a = PrepareQActs(x, n_tokens, w.cols, q4 ? 8 : 128, pool);
-      if (n_tokens <= kMaxTokensKernelA) {
+      const bool kernel_a = n_tokens <= kMaxTokensKernelA;
+      const QActs a = PrepareQActs(x, n_tokens, w.cols, q4 ? 8 : 128, kernel_a, pool);
+      if (kernel_a) {
         q4 ? MatVecQuant<true>(w, a, y, pool) : MatVecQuant<false>(w, a, y, pool);
       } else {
         q4 ? GemmQuant<true>(w, a, y, pool) : GemmQuant<false>(w, a, y, pool);
