@@ -12,6 +12,10 @@ int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunGenModel(const std::vector<std::string>& args);
 int RunBenchEngine(const std::vector<std::string>& args);
+// Serving side (issue 3): cli/query_command.cc, cli/local_command.cc, cli/bench_quality.cc.
+int RunQueryCommand(const std::vector<std::string>& args);
+int RunLocal(const std::vector<std::string>& args);
+int RunBenchQuality(const std::vector<std::string>& args);
 
 // Prints "pice <cmd>: <message>" to stderr and returns 2 (usage) or 1 (runtime).
 int Fail(const std::string& cmd, const std::string& message, int code = 1);

@@ -18,7 +18,17 @@ constexpr char kUsage[] =
     "  gen-model --arch llama|qwen2 --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
     "            --n-vocab V --type f32|f16|q8_0|q4_0 [--seed S] [--n-ctx C] --out FILE\n"
     "  bench engine --model M.gguf [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
-    "            [--batch 1,2,4,8] [--repeat R]\n";
+    "            [--batch 1,2,4,8] [--repeat R] [--shared-prefix]\n"
+    "\n"
+    "serving:\n"
+    "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
+    "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
+    "            [--max-points N] [--category C] [--timeout SECONDS] QUESTION\n"
+    "  local     [--config FILE] [--port P] [--models DIR] [query flags] [QUESTION]\n"
+    "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
+    "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM\n"
+    "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
+    "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n";
 
 }  // namespace
 
@@ -32,12 +42,15 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return pice::cli::RunGenerate(args);
   if (cmd == "tokenize") return pice::cli::RunTokenize(args);
   if (cmd == "gen-model") return pice::cli::RunGenModel(args);
+  if (cmd == "query") return pice::cli::RunQueryCommand(args);
+  if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "bench") {
-    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine)", 2);
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
     if (what == "engine") return pice::cli::RunBenchEngine(args);
-    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine)", 2);
+    if (what == "quality") return pice::cli::RunBenchQuality(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality)", 2);
   }
   std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;

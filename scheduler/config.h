@@ -18,7 +18,8 @@
 //     max_concurrent_queries: 64   # more are refused with RESOURCE_EXHAUSTED
 //     max_edge_attempts: 2         # edges tried per point before the cloud
 //   answer:                        # how the sketch route joins the expansions
-//     point_format: "{point}: {expansion}"   # {point}, {expansion}, {n} (1-based)
+//     point_format: "{expansion}"  # {point}, {expansion} (the node's answer text, already
+//                                  # formatted by its template), {n} (1-based index)
 //     separator: "\n"
 //   timeouts:
 //     expand: 10s                  # per edge attempt
@@ -54,7 +55,7 @@ struct SchedulerOptions {
   int max_tokens = 1024;
   int max_concurrent_queries = 64;
   int max_edge_attempts = 2;
-  std::string point_format = "{point}: {expansion}";
+  std::string point_format = "{expansion}";
   std::string answer_separator = "\n";
   double expand_timeout_s = 10;
   double query_timeout_s = 120;

@@ -227,5 +227,15 @@ answer: {point_format: "{point}={expansion}.", separator: " "}
   }
 }
 
+TEST(SchedulerConfigTest, DeployedFilesLoad) {
+  auto o = LoadSchedulerOptions(std::string(PICE_SOURCE_DIR) + "/deploy/scheduler.yaml");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->policy.name, "pice-arith");
+  EXPECT_EQ(o->edges.size(), 2u);
+  auto g = LoadPolicyFile(std::string(PICE_SOURCE_DIR) + "/deploy/policy-general.yaml");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->name, "general");
+}
+
 }  // namespace
 }  // namespace pice::scheduler
