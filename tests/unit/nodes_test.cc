@@ -246,6 +246,28 @@ TEST_F(NodesTest, FullEdgeRefusesWithResourceExhausted) {
   EXPECT_EQ(ok + exhausted, n);
 }
 
+TEST_F(NodesTest, CancelledCallsEndAndFreeTheEngine) {
+  auto stub = v1::Cloud::NewStub(*channel_);
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_question("add twelve and seven; multiply 23 by 4; subtract nine from 40");
+    auto reader = stub->Generate(&ctx, req);
+    v1::GenerateEvent ev;
+    reader->Read(&ev);
+    ctx.TryCancel();
+    while (reader->Read(&ev)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::CANCELLED) << s.error_message();
+  }
+  for (int i = 0; i < 100 && cloud_->engine().stats().active > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(cloud_->engine().stats().active, 0);
+  EXPECT_EQ(cloud_->engine().stats().queued, 0);
+}
+
 TEST_F(NodesTest, HealthIsServing) {
   grpc::GenericStub generic(*channel_);
   grpc::ClientContext ctx;
