@@ -10,7 +10,7 @@
 //  - Many tokens (prefill/batches): kernel B repacks 16 rows into a tile whose dword
 //    lane r holds 4 bytes of row r, then for 8 tokens at a time broadcasts 4 activation
 //    bytes per vpdpbusd (512-bit): 16 rows x 8 tokens of int32 accumulators per block.
-// F16 / F32 weights: register-blocked FMA over 4 rows x up to 4 tokens, F16 widened with
+// F16 / F32 weights: register-blocked FMA over 4 rows x up to 6 tokens, F16 widened with
 // vcvtph2ps; F16 activations are rounded to FP16 first (as ggml) and kept as floats.
 #include "engine/kernels/kernels_internal.h"
 
@@ -25,8 +25,9 @@
 namespace pice::kernels::internal {
 namespace {
 
-// At or below this many tokens, kernel A (no repacking) is used.
-constexpr int64_t kMaxTokensKernelA = 2;
+// At or below this many tokens, kernel A (no repacking) is used. Measured: from two
+// tokens on, kernel B's single pass over the weights beats kernel A's pass per token.
+constexpr int64_t kMaxTokensKernelA = 1;
 constexpr int kTileRows = 16;             // kernel B rows per tile
 constexpr int kTileTokens = 8;            // kernel B tokens per register block
 constexpr int64_t kTileBlockBytes = 576;  // 8 x 64 bytes of weights + 16 float scales
@@ -356,6 +357,8 @@ void GemmQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
 
 // ---- F16 / F32 weights ---------------------------------------------------------------
 
+constexpr int kFTokens = 6;  // tokens per register block (4 rows x 6 tokens = 24 zmm)
+
 template <bool kF16>
 inline __m512 LoadW(const uint8_t* row, int64_t k, __mmask16 m) {
   if constexpr (kF16) {
@@ -371,21 +374,26 @@ template <int R, int T, bool kF16>
 void KernelF(const uint8_t* w0, int64_t row_bytes, const float* xs, int64_t cols, float* y,
              int64_t ldy) {
   __m512 acc[R][T];
+  // Every loop over acc is fully unrolled so that GCC keeps it in registers.
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t k = 0; k < cols; k += 16) {
     const __mmask16 m = RowMask(cols - k);
     __m512 wv[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) wv[r] = LoadW<kF16>(w0 + r * row_bytes, k, m);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, xs + t * cols + k);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
@@ -406,16 +414,18 @@ void MatMulFloat(const Matrix& w, const float* xs, int64_t nt, float* y, ThreadP
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   ParallelTasks(pool, n_tasks, [&](int64_t task) {
     const int64_t r0 = task * chunk, n_rows = std::min(rows, r0 + chunk) - r0;
-    // Token tiles of 4 outside, so the chunk's rows stay in cache across tiles.
-    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+    // Token tiles outside, so the chunk's rows stay in cache across tiles.
+    for (int64_t t0 = 0; t0 < nt; t0 += kFTokens) {
       const float* xt = xs + t0 * cols;
       float* yt = y + t0 * rows + r0;
       const uint8_t* w0 = wd + r0 * w.row_bytes;
-      switch (std::min<int64_t>(4, nt - t0)) {
+      switch (std::min<int64_t>(kFTokens, nt - t0)) {
         case 1: KernelFRows<1, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
         case 2: KernelFRows<2, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
         case 3: KernelFRows<3, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
-        default: KernelFRows<4, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
+        case 4: KernelFRows<4, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
+        case 5: KernelFRows<5, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
+        default: KernelFRows<6, kF16>(w0, w.row_bytes, n_rows, xt, cols, yt, rows); break;
       }
     }
   });
