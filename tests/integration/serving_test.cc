@@ -155,7 +155,8 @@ TEST_F(ServingTest, PointsSpreadOverEdgesAndTheAnswerIsInSketchOrder) {
   auto stub = Stub(forced_);  // no escalation: every point is settled on an edge
   std::vector<v1::QueryEvent> ev;
   const std::string q = "add 1 and 7; add 9 and 9; add 52 and 29; add 3 and 72; subtract 4 from 8";
-  ASSERT_TRUE(RunQuery(stub.get(), Req(q, v1::ROUTE_SKETCH), &ev).ok());
+  // Category "s": this scheduler's rule force-sketch (its policy ignores route hints).
+  ASSERT_TRUE(RunQuery(stub.get(), Req(q, v1::ROUTE_AUTO, "s"), &ev).ok());
   const v1::AnswerEvent& a = Answer(ev);
   ASSERT_EQ(a.points_size(), 5);
   ASSERT_EQ(a.expansions_size(), 5);
@@ -189,7 +190,7 @@ TEST_F(ServingTest, EnsembleReportsEveryCandidateAndSelectsByItsMethod) {
   for (const char* q : {"multiply 23 by 4; add twelve and seven; multiply 11 by 69; multiply 15 by 5",
                         "add 26 and 19; subtract 9 from 62; multiply 64 by 0; add 96 and 4"}) {
     std::vector<v1::QueryEvent> ev;
-    ASSERT_TRUE(RunQuery(stub.get(), Req(q, v1::ROUTE_SKETCH), &ev).ok());
+    ASSERT_TRUE(RunQuery(stub.get(), Req(q, v1::ROUTE_AUTO, "s"), &ev).ok());
     for (const auto& e : ev) {
       if (!e.has_expansion()) continue;
       const v1::ExpansionEvent& x = e.expansion();
