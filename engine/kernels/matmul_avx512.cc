@@ -449,14 +449,23 @@ void MatMulAvx512(const Matrix& w, const float* x, int64_t n_tokens, float* y,
       return;
     }
     case gguf::GgmlType::kF16: {
-      const int64_t n = n_tokens * w.cols;
-      float* xs = static_cast<float*>(g_act_scratch.Get(static_cast<size_t>(n) * 4));
-      int64_t i = 0;
-      for (; i + 16 <= n; i += 16) {
-        const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
-        _mm512_storeu_ps(xs + i, _mm512_cvtph_ps(h));
+      const int64_t cols = w.cols;
+      float* xs = static_cast<float*>(g_act_scratch.Get(static_cast<size_t>(n_tokens * cols) * 4));
+      auto round_token = [&](int64_t t) {
+        const float* src = x + t * cols;
+        float* dst = xs + t * cols;
+        int64_t i = 0;
+        for (; i + 16 <= cols; i += 16) {
+          const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+          _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
+        }
+        for (; i < cols; ++i) dst[i] = Fp16ToFp32Fast(Fp32ToFp16(src[i]));
+      };
+      if (n_tokens >= 4) {
+        ParallelTasks(pool, n_tokens, round_token);
+      } else {
+        for (int64_t t = 0; t < n_tokens; ++t) round_token(t);
       }
-      for (; i < n; ++i) xs[i] = Fp16ToFp32Fast(Fp32ToFp16(x[i]));
       MatMulFloat<true>(w, xs, n_tokens, y, pool);
       return;
     }
