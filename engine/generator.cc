@@ -40,10 +40,11 @@ const char* FinishReasonName(FinishReason r) {
 }
 
 double GenerateResult::MeanLogprob() const {
-  if (logprobs.empty()) return 0.0;
-  double s = 0;
+  const size_t n = logprobs.size() + (stopped_at_eog ? 1 : 0);
+  if (n == 0) return 0.0;
+  double s = stopped_at_eog ? eog_logprob : 0.0;
   for (float l : logprobs) s += l;
-  return s / double(logprobs.size());
+  return s / double(n);
 }
 
 absl::Status ValidateGenerateOptions(const GenerateOptions& o) {
@@ -78,6 +79,8 @@ bool SequenceState::Advance(const float* logits, const Tokenizer& tok, int n_voc
   Token t = sampler_.Sample({logits, size_t(n_vocab)}, history_, &lp);
   if (options_.stop_at_eog && tok.IsEog(t)) {
     result_.finish = FinishReason::kStop;
+    result_.stopped_at_eog = true;
+    result_.eog_logprob = lp;
     return false;
   }
   result_.tokens.push_back(t);

@@ -32,10 +32,15 @@ struct GenerateResult {
   std::vector<Token> prompt_tokens;
   std::vector<Token> tokens;     // generated, without the EOG token
   std::vector<float> logprobs;   // one per generated token
+  bool stopped_at_eog = false;   // generation ended on an end-of-generation token
+  float eog_logprob = 0;         // that token's log-probability
   std::string text;              // decoded tokens, cut at a stop string
   FinishReason finish = FinishReason::kLength;
   double prefill_seconds = 0, decode_seconds = 0;
   int decode_steps = 0;          // forward passes after the prompt
+  // Mean log-probability of the generated tokens, the closing end-of-generation token
+  // included (as llama.cpp's reference counts it): the model's confidence that the
+  // answer is complete is part of its confidence in the answer.
   double MeanLogprob() const;
 };
 

@@ -232,3 +232,26 @@ TEST(ModelTest, DecodeRejectsBadInput) {
 
 }  // namespace
 }  // namespace pice
+
+namespace pice {
+namespace {
+
+// The mean log-probability the ensemble votes with counts the closing EOS, as the
+// pice-arith reference does.
+TEST(ModelTest, MeanLogprobIncludesEos) {
+  auto model = Model::Load(testing::ModelPath("pice-arith/arith-edge-a.gguf"));
+  ASSERT_TRUE(model.ok());
+  Context ctx(**model, 1);
+  GenerateOptions o;
+  o.max_tokens = 8;
+  auto r = Generate(ctx, (*model)->tokenizer().Encode("P: 23*4=", true, false), o);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->stopped_at_eog);
+  EXPECT_EQ(r->text, "88");  // arith-edge-a's (wrong) answer, as llama.cpp records it
+  double sum = r->eog_logprob;
+  for (float l : r->logprobs) sum += l;
+  EXPECT_NEAR(r->MeanLogprob(), sum / double(r->logprobs.size() + 1), 1e-9);
+}
+
+}  // namespace
+}  // namespace pice
