@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -334,17 +335,23 @@ int RunBenchQuality(const std::vector<std::string>& args) {
   nlohmann::json sweep = nlohmann::json::array();
   if (!thresholds.empty()) {
     for (absl::string_view t : absl::StrSplit(thresholds, ',')) {
-      double th;
-      if (!absl::SimpleAtod(t, &th) || th < 0 || th > 1) {
-        return Fail("bench quality", "--thresholds: expected numbers in [0, 1]", 2);
+      // "T" or "T/C": agreement threshold T, and min_confidence C (a mean log-prob).
+      double th, mc = -std::numeric_limits<double>::infinity();
+      std::vector<std::string> tc = absl::StrSplit(t, '/');
+      if (!absl::SimpleAtod(tc[0], &th) || th < 0 || th > 1 ||
+          (tc.size() > 1 && !absl::SimpleAtod(tc[1], &mc)) || tc.size() > 2) {
+        return Fail("bench quality",
+                    "--thresholds: expected T or T/C items, T in [0, 1], C a log-probability", 2);
       }
-      auto addr = stack->AddScheduler([th](scheduler::SchedulerOptions* o) {
+      auto addr = stack->AddScheduler([th, mc](scheduler::SchedulerOptions* o) {
         o->escalation_threshold = th;
+        o->escalation_min_confidence = mc;
       });
       if (!addr.ok()) return Fail("bench quality", std::string(addr.status().message()));
       const RouteResult r = RunRoute(*addr, *qs, v1::ROUTE_AUTO, static_cast<int>(*concurrency));
       const PointStats p = ScorePoints(*qs, r);
       sweep.push_back({{"threshold", th},
+                       {"min_confidence", std::isfinite(mc) ? nlohmann::json(mc) : nlohmann::json("off")},
                        {"part_accuracy", r.parts.Rate()},
                        {"question_exact", r.questions.Rate()},
                        {"edge_share", p.settled.Rate()},
@@ -412,8 +419,10 @@ int RunBenchQuality(const std::vector<std::string>& args) {
     for (const auto& [how, n] : dependent_routes) std::printf(" %s %d;", how.c_str(), n);
     std::printf(" parts right %s\n", Pct(dependent_parts).c_str());
     for (const auto& row : sweep) {
-      std::printf("  threshold %.2f: parts %.2f %%, questions %.2f %%, edge share %.2f %%\n",
-                  row["threshold"].get<double>(), 100 * row["part_accuracy"].get<double>(),
+      std::printf("  threshold %.2f, min_confidence %s: parts %.2f %%, questions %.2f %%, "
+                  "edge share %.2f %%\n",
+                  row["threshold"].get<double>(), row["min_confidence"].dump().c_str(),
+                  100 * row["part_accuracy"].get<double>(),
                   100 * row["question_exact"].get<double>(), 100 * row["edge_share"].get<double>());
     }
     if (cloud.errors || pice.errors) {

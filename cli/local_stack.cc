@@ -58,7 +58,10 @@ edges:
       - {name: arith-edge-c, model: ${models}/arith-edge-c-q8_0.gguf}
 scheduler:
   policy: pice-arith
-  escalation: {threshold: 0.7}   # escalate every point the three edge models disagree on
+  # Escalate a point to the cloud when the three edge models all differ, or when the
+  # selected answer's mean token log-probability is below -0.1 (`pice bench quality`:
+  # 99.2 % of parts right with 77 % of points settled on the edges).
+  escalation: {threshold: 0.5, min_confidence: -0.1}
   answer: {point_format: "{expansion}.", separator: " "}
   timeouts: {load_poll: 100ms}
 )";

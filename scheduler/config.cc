@@ -68,7 +68,13 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   }
   if (root.Has("escalation")) {
     const ConfigNode e = root.Child("escalation");
-    PICE_RETURN_IF_ERROR(e.CheckKeys({"threshold", "on_edge_failure"}));
+    PICE_RETURN_IF_ERROR(e.CheckKeys({"threshold", "min_confidence", "on_edge_failure"}));
+    std::string off;
+    if (e.Has("min_confidence") && e.ReadEnum("min_confidence", &off, {"off"}).ok()) {
+      o.escalation_min_confidence = -std::numeric_limits<double>::infinity();
+    } else {
+      PICE_RETURN_IF_ERROR(e.ReadDouble("min_confidence", &o.escalation_min_confidence, -1e6, 0));
+    }
     PICE_RETURN_IF_ERROR(e.ReadDouble("threshold", &o.escalation_threshold, 0, 1));
     PICE_RETURN_IF_ERROR(e.ReadBool("on_edge_failure", &o.escalate_on_edge_failure));
   }

@@ -9,6 +9,7 @@
 //   # policy_file: policy.yaml     # or a file (relative to this file)
 //   escalation:
 //     threshold: 0.5               # edge agreement below this: the cloud re-expands; 0 = never
+//     min_confidence: off          # or a mean log-prob: a selected candidate below it escalates
 //     on_edge_failure: true        # after the edges failed, the cloud expands the point
 //   limits:
 //     max_prompt_bytes: 8192
@@ -28,6 +29,7 @@
 #ifndef PICE_SCHEDULER_CONFIG_H_
 #define PICE_SCHEDULER_CONFIG_H_
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,9 @@ struct SchedulerOptions {
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
   Policy policy;                      // default: built-in "pice-arith"
   double escalation_threshold = 0.5;  // in [0, 1]; 0 = never escalate on agreement
+  // Also escalate when the selected candidate's mean token log-probability is below
+  // this; -inf (the default, `off` in YAML) = never on confidence.
+  double escalation_min_confidence = -std::numeric_limits<double>::infinity();
   bool escalate_on_edge_failure = true;
   int max_prompt_bytes = 8192;
   int max_points = 16;

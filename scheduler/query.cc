@@ -428,12 +428,17 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
       AddTokensLocked(r.node().empty() ? (on_edge ? registry_->EdgeName(call->edge) : "cloud")
                                        : r.node(),
                       r.prompt_tokens(), r.generated_tokens());
-      if (on_edge && options_->escalation_threshold > 0 &&
-          r.agreement() < options_->escalation_threshold) {
+      const bool low_agreement = options_->escalation_threshold > 0 &&
+                                 r.agreement() < options_->escalation_threshold;
+      const bool low_confidence = r.confidence() < options_->escalation_min_confidence;
+      if (on_edge && (low_agreement || low_confidence)) {
         escalate = true;
         call->edge_answer = r;
-        call->why_cloud = absl::StrCat("agreement ", r.agreement(), " < threshold ",
-                                       options_->escalation_threshold);
+        call->why_cloud =
+            low_agreement ? absl::StrCat("agreement ", r.agreement(), " < threshold ",
+                                         options_->escalation_threshold)
+                          : absl::StrCat("confidence ", r.confidence(), " < min_confidence ",
+                                         options_->escalation_min_confidence);
       } else {
         v1::QueryEvent ev;
         v1::ExpansionEvent* x = ev.mutable_expansion();

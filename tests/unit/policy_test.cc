@@ -196,7 +196,7 @@ cloud: 127.0.0.1:5000
 edges: [127.0.0.1:5001, {name: e2, address: "127.0.0.1:5002"}]
 policy:
   default: cloud
-escalation: {threshold: 0.7}
+escalation: {threshold: 0.7, min_confidence: -0.25}
 limits: {max_points: 8}
 timeouts: {expand: 500ms}
 answer: {point_format: "{point}={expansion}.", separator: " "}
@@ -207,6 +207,7 @@ answer: {point_format: "{point}={expansion}.", separator: " "}
   EXPECT_EQ(o->edges.size(), 2u);
   EXPECT_EQ(o->edges[1].name, "e2");
   EXPECT_DOUBLE_EQ(o->escalation_threshold, 0.7);
+  EXPECT_DOUBLE_EQ(o->escalation_min_confidence, -0.25);
   EXPECT_EQ(o->max_points, 8);
   EXPECT_DOUBLE_EQ(o->expand_timeout_s, 0.5);
   EXPECT_EQ(o->policy.fallback.route, RouteChoice::kCloud);
@@ -214,6 +215,7 @@ answer: {point_format: "{point}={expansion}.", separator: " "}
   for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
            {"cloud: x:1\nescalation: {threshold: 2}\n", "escalation.threshold"},
            {"cloud: x:1\nedgez: []\n", "edgez"},
+           {"cloud: x:1\nescalation: {min_confidence: 0.5}\n", "escalation.min_confidence"},
            {"listen: 1.2.3.4:1\n", "cloud"},
            {"cloud: x:1\npolicy: {default: sideways}\n", "policy.default"},
            {"cloud: x:1\nlimits: {max_points: -1}\n", "limits.max_points"},
