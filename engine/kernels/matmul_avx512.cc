@@ -147,6 +147,20 @@ template <bool kQ4>
 inline __m512i LoadWeightPairU8(const uint8_t* row, int64_t k) {
   if constexpr (kQ4) {
     const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(row) + k;
+#if defined(__AVX512VBMI__)
+    // One masked 36-byte load, one byte permute placing each block's 16 bytes twice,
+    // then a per-16-bit-lane shift (0 for low nibbles, 4 for high) and a mask.
+    const __m512i raw = _mm512_maskz_loadu_epi8(0xFFFFFFFFFull, b);
+    const __m512i idx = _mm512_set_epi8(
+        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20,
+        35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20,
+        17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+        17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
+    const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
+                                           0x0004000400040004, 0x0004000400040004, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi8(idx, raw), shift),
+                            _mm512_set1_epi8(0x0F));
+#else
     const __m256i q = _mm256_set_m128i(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)),
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
@@ -155,6 +169,7 @@ inline __m512i LoadWeightPairU8(const uint8_t* row, int64_t k) {
                                          _mm256_and_si256(_mm256_srli_epi16(q, 4), m), 1);
     // [lo k, lo k+1, hi k, hi k+1] -> [lo k, hi k, lo k+1, hi k+1]
     return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+#endif
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + k;
     const __m512i v = _mm512_inserti64x4(
