@@ -24,6 +24,7 @@
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/eval_file.h"
 #include "cli/local_stack.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
@@ -31,41 +32,6 @@
 namespace pice::cli {
 namespace {
 
-struct Part {
-  std::string expression;
-  int64_t result = 0;
-};
-struct Question {
-  std::string id, question;
-  bool dependent = false;
-  std::vector<Part> parts;
-};
-
-absl::StatusOr<std::vector<Question>> LoadEval(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(path + ": cannot open the file");
-  std::vector<Question> out;
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("question") || !j.contains("parts")) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s:%d: expected a JSON object with question and parts", path, n));
-    }
-    Question q;
-    q.id = j.value("id", absl::StrFormat("line-%d", n));
-    q.question = j["question"].get<std::string>();
-    q.dependent = j.value("dependent", false);
-    for (const auto& p : j["parts"]) {
-      q.parts.push_back({p.value("expression", ""), p.value("result", int64_t{0})});
-    }
-    out.push_back(std::move(q));
-  }
-  return out;
-}
 
 std::string Squeeze(const std::string& s) {
   std::string out;

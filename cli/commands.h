@@ -16,6 +16,8 @@ int RunBenchEngine(const std::vector<std::string>& args);
 int RunQueryCommand(const std::vector<std::string>& args);
 int RunLocal(const std::vector<std::string>& args);
 int RunBenchQuality(const std::vector<std::string>& args);
+// pice bench e2e: latency/throughput of both routes and the scheduler's overhead.
+int RunBenchE2e(const std::vector<std::string>& args);
 
 // Prints "pice <cmd>: <message>" to stderr and returns 2 (usage) or 1 (runtime).
 int Fail(const std::string& cmd, const std::string& message, int code = 1);

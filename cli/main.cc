@@ -28,7 +28,9 @@ constexpr char kUsage[] =
     "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
     "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM\n"
     "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
-    "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n";
+    "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n"
+    "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
+    "            [--concurrency C] [--json]\n";
 
 }  // namespace
 
@@ -45,12 +47,13 @@ int main(int argc, char** argv) {
   if (cmd == "query") return pice::cli::RunQueryCommand(args);
   if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "bench") {
-    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality)", 2);
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
     if (what == "engine") return pice::cli::RunBenchEngine(args);
     if (what == "quality") return pice::cli::RunBenchQuality(args);
-    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality)", 2);
+    if (what == "e2e") return pice::cli::RunBenchE2e(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e)", 2);
   }
   std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
