@@ -1,6 +1,8 @@
 #include "engine/model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "engine/status_macros.h"
@@ -193,6 +195,16 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
     PICE_ASSIGN_OR_RETURN(L.w_gate, ld.Matrix(p + "ffn_gate.weight", n_embd, hp.n_ff));
     PICE_ASSIGN_OR_RETURN(L.w_up, ld.Matrix(p + "ffn_up.weight", n_embd, hp.n_ff));
     PICE_ASSIGN_OR_RETURN(L.w_down, ld.Matrix(p + "ffn_down.weight", hp.n_ff, n_embd));
+  }
+  // Repack the matrices the forward pass multiplies with (not token_embd, whose rows
+  // are looked up in place; `output` gets its own packed copy even when tied).
+  {
+    std::vector<kernels::Matrix*> ms = {&m->output_};
+    for (LayerWeights& L : m->layers_) {
+      for (kernels::Matrix* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) ms.push_back(x);
+    }
+    const int n_threads = int(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4));
+    kernels::PackMatrices(ms, n_threads, &m->packed_);
   }
   // The embedding is read one row per token, not whole, unless it doubles as output.
   m->weight_bytes_ = ld.bytes();

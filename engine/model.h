@@ -80,6 +80,9 @@ class Model {
   const float* rope_freqs_ = nullptr;
   std::vector<LayerWeights> layers_;
   size_t weight_bytes_ = 0;
+  // The matrices repacked at load for the compiled MatMul path (Matrix::packed points
+  // here); empty when that path reads the file in place.
+  std::vector<std::unique_ptr<kernels::PackedWeights>> packed_;
 };
 
 }  // namespace pice

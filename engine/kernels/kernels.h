@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/gguf/gguf.h"
@@ -63,21 +64,54 @@ float DotF16F16(const uint16_t* w, const uint16_t* x, int64_t n);
 float DotF32(const float* a, const float* b, int64_t n);
 }  // namespace ref
 
+struct PackedWeights;
+
 // A weight matrix of `rows` rows of `cols` elements each (GGUF ne0 = cols), stored
-// row-major in `type`. Points into a mapped model file.
+// row-major in `type`. Points into a mapped model file. `packed`, when set, is the same
+// matrix repacked by PackWeights (which MatMul then reads instead of `data`).
 struct Matrix {
   gguf::GgmlType type = gguf::GgmlType::kF32;
   const void* data = nullptr;
   int64_t cols = 0;
   int64_t rows = 0;
   int64_t row_bytes = 0;
+  const PackedWeights* packed = nullptr;
 };
+
+// A quantized matrix repacked once (at model load) into the tile layout that the
+// compiled MatMul path streams (see matmul_avx512.cc). Self-contained: does not point
+// into the source matrix. Immutable, shareable between threads.
+struct PackedWeights {
+  gguf::GgmlType type = gguf::GgmlType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t tile_bytes = 0;  // bytes per tile of 16 rows
+  size_t bytes = 0;        // of `data`
+  uint8_t* data = nullptr;
+
+  PackedWeights() = default;
+  ~PackedWeights();
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+};
+
+// The packed form of `w` for this build's MatMul, or nullptr when the compiled path
+// reads `w` in place (F16/F32 weights; the AVX2, NEON and scalar builds).
+std::unique_ptr<PackedWeights> PackWeights(const Matrix& w);
+
+// Packs every matrix of `ms` that PackWeights would, over up to `n_threads` threads;
+// sets each one's `packed` and appends the owners to `owners`.
+void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
+                  std::vector<std::unique_ptr<PackedWeights>>* owners);
 
 // y[t, r] = dot(W row r, x[t, :]) for t < n_tokens, r < W.rows.
 // x is [n_tokens, W.cols] row-major, y is [n_tokens, W.rows] row-major.
 // Converts x to the weight's dot type once (Q8_0 / F16 / F32), then splits the rows
 // over the pool. `pool` may be null (runs on the caller). Not reentrant for the same
 // pool.
+// Batch invariant: y[t, r] is computed by the same sequence of float operations for
+// any n_tokens, position of t in the batch, thread count and pool, and whether or not
+// w.packed is set.
 void MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
 
 // Scalar reference of MatMul (same activation rounding), for tests.

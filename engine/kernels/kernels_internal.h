@@ -58,6 +58,13 @@ int32_t QuantizeBlockQ8_0(const float* x, BlockQ8_0* y);
 // The AVX-512 VNNI MatMul (matmul_avx512.cc). Same contract as MatMul.
 void MatMulAvx512(const Matrix& w, const float* x, int64_t n_tokens, float* y,
                   ThreadPool* pool);
+// Rows per packed tile, and bytes per tile of a `cols`-column matrix of `type` (0 when
+// the AVX-512 path does not pack that type).
+constexpr int64_t kPackTileRows = 16;
+int64_t PackedTileBytes(gguf::GgmlType type, int64_t cols);
+// Packs tiles [tile_begin, tile_end) of `w` (rows 16 * tile_begin ...) to `dst`, which
+// receives tile `tile_begin`.
+void PackTiles(const Matrix& w, int64_t tile_begin, int64_t tile_end, uint8_t* dst);
 #endif
 
 // A growable, 64-byte aligned byte buffer; keeps its memory between uses.

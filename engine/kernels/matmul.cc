@@ -1,8 +1,14 @@
 // MatMul entry point, its scalar reference, and the portable (non-AVX-512) path built
 // on the Dot* kernels.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/kernels_internal.h"
@@ -114,6 +120,111 @@ void MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, ThreadP
   internal::MatMulAvx512(w, x, n_tokens, y, pool);
 #else
   MatMulPortable(w, x, n_tokens, y, pool);
+#endif
+}
+
+// ---- packing ---------------------------------------------------------------------------
+
+namespace {
+
+#if defined(PICE_KERNELS_AVX512VNNI)
+// Packed weights live in anonymous memory, on huge pages where the kernel allows: the
+// decode streams all of them per token, and 2 MiB pages spare the TLB.
+uint8_t* AllocPacked(size_t bytes) {
+#if defined(__linux__)
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) std::abort();
+#if defined(MADV_HUGEPAGE)
+  if (bytes >= (size_t{2} << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+#if defined(MADV_POPULATE_WRITE)
+  // Fault it in with one call (Linux >= 5.14; elsewhere the packing faults it in):
+  // about as fast as the packing's own faults, and keeps them out of its threads.
+  madvise(p, bytes, MADV_POPULATE_WRITE);
+#endif
+  return static_cast<uint8_t*>(p);
+#else
+  void* p = std::aligned_alloc(64, internal::AlignUp(bytes, 64));
+  if (p == nullptr) std::abort();
+  return static_cast<uint8_t*>(p);
+#endif
+}
+
+// An unfilled PackedWeights for w, or nullptr when w is not packed.
+std::unique_ptr<PackedWeights> AllocPackedWeights(const Matrix& w) {
+  const int64_t tb = internal::PackedTileBytes(w.type, w.cols);
+  if (tb == 0 || w.rows <= 0) return nullptr;
+  auto p = std::make_unique<PackedWeights>();
+  p->type = w.type;
+  p->rows = w.rows;
+  p->cols = w.cols;
+  p->tile_bytes = tb;
+  const int64_t n_tiles = (w.rows + internal::kPackTileRows - 1) / internal::kPackTileRows;
+  p->bytes = static_cast<size_t>(n_tiles * tb);
+  p->data = AllocPacked(p->bytes);
+  return p;
+}
+#endif
+
+}  // namespace
+
+PackedWeights::~PackedWeights() {
+  if (data == nullptr) return;
+#if defined(__linux__)
+  munmap(data, bytes);
+#else
+  std::free(data);
+#endif
+}
+
+std::unique_ptr<PackedWeights> PackWeights(const Matrix& w) {
+#if defined(PICE_KERNELS_AVX512VNNI)
+  auto p = AllocPackedWeights(w);
+  if (p != nullptr) internal::PackTiles(w, 0, int64_t(p->bytes) / p->tile_bytes, p->data);
+  return p;
+#else
+  (void)w;
+  return nullptr;
+#endif
+}
+
+void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
+                  std::vector<std::unique_ptr<PackedWeights>>* owners) {
+#if defined(PICE_KERNELS_AVX512VNNI)
+  // Jobs of up to 64 tiles (~1-2 MB for common widths), claimed dynamically.
+  struct Job {
+    const Matrix* m;
+    PackedWeights* p;
+    int64_t tile_begin, tile_end;
+  };
+  constexpr int64_t kJobTiles = 64;
+  std::vector<Job> jobs;
+  for (Matrix* m : ms) {
+    std::unique_ptr<PackedWeights> p = AllocPackedWeights(*m);
+    if (p == nullptr) continue;
+    const int64_t n_tiles = int64_t(p->bytes) / p->tile_bytes;
+    for (int64_t b = 0; b < n_tiles; b += kJobTiles) {
+      jobs.push_back(Job{m, p.get(), b, std::min(n_tiles, b + kJobTiles)});
+    }
+    m->packed = p.get();
+    owners->push_back(std::move(p));
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+      const Job& j = jobs[i];
+      internal::PackTiles(*j.m, j.tile_begin, j.tile_end, j.p->data + j.tile_begin * j.p->tile_bytes);
+    }
+  };
+  const int n = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, int64_t(jobs.size()))));
+  std::vector<std::thread> threads;
+  for (int i = 1; i < n; ++i) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+#else
+  (void)ms;
+  (void)n_threads;
+  (void)owners;
 #endif
 }
 

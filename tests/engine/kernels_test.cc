@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <utility>
 #include <random>
 #include <string>
 #include <vector>
@@ -369,6 +371,17 @@ void CheckMatMul(GgmlType type, int64_t rows, int64_t cols, int64_t n_tokens, Th
   std::vector<float> got(n_tokens * rows + 16, kNan), want(n_tokens * rows, kNan);
   MatMul(w.m, x.data(), n_tokens, got.data(), pool);
   MatMulRef(w.m, x.data(), n_tokens, want.data());
+  // The weights packed as at model load give bit-identical results (same kernel).
+  const std::unique_ptr<PackedWeights> packed = PackWeights(w.m);
+  if (packed != nullptr) {
+    Matrix wp = w.m;
+    wp.packed = packed.get();
+    std::vector<float> got_p(n_tokens * rows + 16, kNan);
+    MatMul(wp, x.data(), n_tokens, got_p.data(), pool);
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(Bits(got_p[i]), Bits(got[i])) << "packed vs unpacked, i=" << i;
+    }
+  }
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t r = 0; r < rows; ++r) {
       double abs_sum = 0;  // sum of |terms|; tolerance as for the dot products
@@ -411,6 +424,77 @@ TEST_P(KernelMatMul, SameResultWithAndWithoutPool) {
     MatMul(w.m, x.data(), n_tokens, a.data(), nullptr);
     MatMul(w.m, x.data(), n_tokens, b.data(), &pool3);
     EXPECT_EQ(a, b) << n_tokens;
+  }
+}
+
+// Batch invariance: each token's row of y is bit-identical whether the token is
+// multiplied alone or inside a batch of N (any position), with or without a pool, with
+// the weights packed or not. (The forward pass relies on it: a sequence decodes to the
+// same tokens alone or batched with others.)
+TEST_P(KernelMatMul, BatchInvariantBitExact) {
+  ThreadPool pool2(2), pool3(3);
+  constexpr int64_t kMaxN = 17;
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{37, 96}, {300, 896}, {16, 4864}}) {
+    const TestMatrix w = MakeMatrix(GetParam(), rows, cols, static_cast<uint32_t>(rows + cols));
+    const std::unique_ptr<PackedWeights> packed = PackWeights(w.m);
+    Matrix wp = w.m;
+    wp.packed = packed.get();
+    const std::vector<float> x = RandomFloats(kMaxN * cols, 1.5f, static_cast<uint32_t>(cols));
+    // Reference: every token alone, no pool.
+    std::vector<float> single(kMaxN * rows);
+    for (int64_t t = 0; t < kMaxN; ++t) {
+      MatMul(w.m, x.data() + t * cols, 1, single.data() + t * rows, nullptr);
+    }
+    for (int64_t n : {1, 2, 3, 8, 9, 17}) {
+      for (int64_t first : {int64_t{0}, kMaxN - n}) {  // the batch's tokens: first..first+n-1
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+          for (const Matrix* m : {&w.m, static_cast<const Matrix*>(&wp)}) {
+            SCOPED_TRACE(::testing::Message() << "rows=" << rows << " cols=" << cols << " n=" << n
+                                              << " first=" << first << " threads="
+                                              << (pool ? pool->size() : 0)
+                                              << " packed=" << (m->packed != nullptr));
+            std::vector<float> y(n * rows);
+            MatMul(*m, x.data() + first * cols, n, y.data(), pool);
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t r = 0; r < rows; ++r) {
+                ASSERT_EQ(Bits(y[t * rows + r]), Bits(single[(first + t) * rows + r]))
+                    << "t=" << t << " r=" << r;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KernelPack, PackedOnlyWhereThePathUsesIt) {
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+    const TestMatrix w = MakeMatrix(type, 33, 64, 3);
+    const std::unique_ptr<PackedWeights> p = PackWeights(w.m);
+    const bool quant = type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0;
+    if (std::string(SimdPath()) == "avx512vnni" && quant) {
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(p->rows, 33);
+      EXPECT_EQ(p->cols, 64);
+      EXPECT_EQ(p->type, type);
+      // The tiles hold the file's bytes per row and block (34 or 18), 3 tiles of 16 rows.
+      EXPECT_EQ(p->bytes, size_t(3 * 16 * 2 * (type == GgmlType::kQ8_0 ? 34 : 18)));
+    } else {
+      EXPECT_EQ(p, nullptr);
+    }
+  }
+  // PackMatrices sets `packed` on the ones it packs and keeps the owners.
+  TestMatrix a = MakeMatrix(GgmlType::kQ8_0, 40, 64, 1), b = MakeMatrix(GgmlType::kF32, 8, 64, 2);
+  std::vector<std::unique_ptr<PackedWeights>> owners;
+  PackMatrices({&a.m, &b.m}, 3, &owners);
+  EXPECT_EQ(b.m.packed, nullptr);
+  if (std::string(SimdPath()) == "avx512vnni") {
+    ASSERT_EQ(owners.size(), 1u);
+    EXPECT_EQ(a.m.packed, owners[0].get());
+  } else {
+    EXPECT_TRUE(owners.empty());
+    EXPECT_EQ(a.m.packed, nullptr);
   }
 }
 
