@@ -10,10 +10,12 @@ namespace pice {
 
 absl::Status ReadRequestLimits(const ConfigNode& root, RequestLimits* l) {
   ConfigNode n = root.Child("limits");
-  PICE_RETURN_IF_ERROR(n.CheckKeys({"max_question_bytes", "max_tokens", "max_points",
+  PICE_RETURN_IF_ERROR(n.CheckKeys({"max_question_bytes", "max_question_tokens", "max_tokens",
+                                    "max_points",
                                     "max_sketch_points", "max_point_bytes", "max_stop",
                                     "max_stop_bytes"}));
   PICE_RETURN_IF_ERROR(n.ReadInt("max_question_bytes", &l->max_question_bytes, 1, 1 << 24));
+  PICE_RETURN_IF_ERROR(n.ReadInt("max_question_tokens", &l->max_question_tokens, 1, 1 << 24));
   PICE_RETURN_IF_ERROR(n.ReadInt("max_tokens", &l->max_tokens, 1, 1 << 20));
   PICE_RETURN_IF_ERROR(n.ReadInt("max_points", &l->max_points, 1, 256));
   PICE_RETURN_IF_ERROR(n.ReadInt("max_sketch_points", &l->max_sketch_points, 1, 1024));

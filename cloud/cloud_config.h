@@ -13,6 +13,7 @@
 //   log_level: info
 //   limits:
 //     max_question_bytes: 8192
+//     max_question_tokens: 4096  # prompt tokens at most (also capped by the model context)
 //     max_tokens: 1024           # params.max_tokens above this is INVALID_ARGUMENT
 //     max_points: 16             # SketchRequest.max_points above this is INVALID_ARGUMENT
 //     max_sketch_points: 64      # ExpandRequest.sketch size at most
@@ -32,6 +33,7 @@ namespace pice {
 // Request limits shared by the cloud and the edge.
 struct RequestLimits {
   int max_question_bytes = 8192;
+  int max_question_tokens = 4096;
   int max_tokens = 1024;
   int max_points = 16;
   int max_sketch_points = 64;

@@ -1,5 +1,6 @@
 #include "cloud/cloud_service.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,47 @@ v1::FinishReason WireFinish(FinishReason r, bool stopped_by_us) {
   return ToProtoFinish(r);
 }
 
+// Adds the `retry-after-ms` hint to a RESOURCE_EXHAUSTED answer: about one batch step
+// per queued batch, 20 ms to 2 s.
+void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& s, const Engine& engine) {
+  if (s.code() != absl::StatusCode::kResourceExhausted) return;
+  const EngineStats st = engine.stats();
+  const int ms = std::clamp(50 * (1 + st.queued / std::max(1, st.max_batch)), 20, 2000);
+  ctx->AddTrailingMetadata("retry-after-ms", std::to_string(ms));
+}
+
 }  // namespace
+
+bool CloudService::Idle() const {
+  const EngineStats st = engine_->stats();
+  return st.queued == 0 && st.active == 0;
+}
+
+void CloudService::FillLoad(v1::LoadResponse* resp) const {
+  const EngineStats st = engine_->stats();
+  resp->set_node(options_.node);
+  resp->set_queue_depth(st.queued);
+  resp->set_active(st.active);
+  resp->set_max_slots(st.max_batch);
+  resp->set_free_slots(std::max(0, st.max_batch - st.active));
+  resp->set_max_queue(options_.max_queue);
+  resp->set_tokens_per_s(st.tokens_per_s);
+  resp->add_models(engine_->name());
+  resp->set_draining(draining_.load());
+  resp->set_engine_active(st.active);
+  resp->set_engine_queued(st.queued);
+  resp->set_kv_bytes(static_cast<int64_t>(st.kv_bytes));
+  resp->set_kv_committed_bytes(static_cast<int64_t>(st.kv_committed_bytes));
+}
+
+grpc::ServerUnaryReactor* CloudService::Load(grpc::CallbackServerContext* ctx,
+                                             const v1::LoadRequest* req, v1::LoadResponse* resp) {
+  FillLoad(resp);
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(grpc::Status::OK);
+  (void)req;
+  return r;
+}
 
 absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOptions& options) {
   std::unique_ptr<CloudService> s(new CloudService());
@@ -66,6 +107,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   auto reactor = StreamReactor<v1::SketchEvent>::Create();
   const std::string id = RequestIdOr(req->request_id());
   auto fail = [&](const absl::Status& s) {
+    AddRetryHint(ctx, s, *engine_);
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
@@ -89,6 +131,9 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   BuiltPrompt built = BuildSketchPrompt(template_, req->question(), budget);
   auto ids = EncodePrompt(template_, engine_->model(), built);
   if (!ids.ok()) return fail(ids.status());
+  if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
+    return fail(s);
+  }
 
   // Per-call state, touched only by the engine worker thread.
   struct State {
@@ -170,6 +215,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   auto reactor = StreamReactor<v1::GenerateEvent>::Create();
   const std::string id = RequestIdOr(req->request_id());
   auto fail = [&](const absl::Status& s) {
+    AddRetryHint(ctx, s, *engine_);
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
@@ -187,6 +233,9 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   BuiltPrompt built = BuildFullPrompt(template_, req->question());
   auto ids = EncodePrompt(template_, engine_->model(), built);
   if (!ids.ok()) return fail(ids.status());
+  if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
+    return fail(s);
+  }
 
   struct State {  // touched only by the engine worker thread
     std::vector<Token> tokens;
@@ -258,7 +307,7 @@ grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
     reactor->Finish(Draining());
     return reactor.get();
   }
-  auto job = ValidateExpandRequest(*req, options_.limits, template_.expand.max_tokens);
+  auto job = ValidateExpandRequest(*req, options_.limits, template_);
   if (!job.ok()) {
     reactor->Finish(ToGrpcStatus(job.status()));
     return reactor.get();
@@ -277,8 +326,10 @@ grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
           FillExpandResponse(*req_copy, *out, node, "confidence", r);
         });
       });
-  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
-  (void)ctx;
+  if (!s.ok()) {
+    AddRetryHint(ctx, s, *engine_);
+    reactor->Finish(ToGrpcStatus(s));
+  }
   return reactor.get();
 }
 

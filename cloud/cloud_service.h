@@ -5,7 +5,7 @@
 // Model work runs on the engine's worker thread; the gRPC threads only validate, tokenize
 // and submit. A client that cancels (or whose deadline passes) cancels the engine request.
 // Errors: INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED when the engine's queue is
-// full (back off); UNAVAILABLE while draining.
+// full (back off: trailing metadata `retry-after-ms`); UNAVAILABLE while draining.
 #ifndef PICE_CLOUD_CLOUD_SERVICE_H_
 #define PICE_CLOUD_CLOUD_SERVICE_H_
 
@@ -32,9 +32,15 @@ class CloudService final : public v1::Cloud::CallbackService {
                                                         const v1::GenerateRequest* req) override;
   grpc::ServerUnaryReactor* Expand(grpc::CallbackServerContext* ctx, const v1::ExpandRequest* req,
                                    v1::ExpandResponse* resp) override;
+  // The engine's live state (queue, batch, KV) and whether the node drains.
+  grpc::ServerUnaryReactor* Load(grpc::CallbackServerContext* ctx, const v1::LoadRequest* req,
+                                 v1::LoadResponse* resp) override;
+  void FillLoad(v1::LoadResponse* resp) const;
 
   // New calls are refused with UNAVAILABLE from now on; running ones go on.
   void SetDraining() { draining_ = true; }
+  // Nothing queued or running in the engine (for the drain).
+  bool Idle() const;
   Engine& engine() { return *engine_; }
 
  private:

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -96,7 +97,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
 GrpcServer::~GrpcServer() { Shutdown(); }
 
-void GrpcServer::Shutdown(double drain_seconds) {
+void GrpcServer::Shutdown(double drain_seconds, const std::function<bool()>& idle) {
   std::call_once(shutdown_once_, [&] {
     if (!server_) return;
     double drain = drain_seconds >= 0 ? drain_seconds : options_.drain_seconds;
@@ -106,6 +107,12 @@ void GrpcServer::Shutdown(double drain_seconds) {
     spdlog::info("{}: draining (up to {:.1f} s for running calls)", options_.name, drain);
     auto deadline = std::chrono::system_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(drain * 1000));
+    if (idle) {
+      while (!idle() && std::chrono::system_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (!idle()) spdlog::warn("{}: drain timeout: cancelling what still runs", options_.name);
+    }
     server_->Shutdown(deadline);
     server_->Wait();
     spdlog::info("{}: stopped", options_.name);

@@ -8,7 +8,8 @@
 //   ... parse flags, load the config, build the services ...
 //   auto server = GrpcServer::Start(options, {{Cloud::service_full_name(), &service}});
 //   WaitForShutdownSignal();                      // SIGTERM or SIGINT
-//   service.SetDraining();  server->Shutdown();   // returns when drained
+//   service.SetDraining();                        // new work: UNAVAILABLE
+//   server->Shutdown(-1, [&] { return service.Idle(); });  // returns when drained
 #ifndef PICE_COMMON_SERVER_H_
 #define PICE_COMMON_SERVER_H_
 
@@ -51,10 +52,13 @@ class GrpcServer {
   const std::string& address() const { return address_; }
   grpc::Server* server() { return server_.get(); }
 
-  // Sets every service's health to NOT_SERVING, stops accepting calls, waits up to
-  // drain_seconds (or `drain_seconds` >= 0 when given) for running calls, cancels the
-  // rest and returns when the server is stopped. Idempotent; thread-safe.
-  void Shutdown(double drain_seconds = -1);
+  // Drains and stops: every service's health turns NOT_SERVING at once; while `idle`
+  // (when given) returns false the server keeps accepting calls (so health checkers and
+  // Load pollers see the node draining; the services refuse new work themselves), up to
+  // the drain timeout (drain_seconds, or `drain_seconds` >= 0 when given); then it stops
+  // accepting calls, gives running ones what is left of the timeout, cancels the rest
+  // and returns when the server is stopped. Idempotent; thread-safe.
+  void Shutdown(double drain_seconds = -1, const std::function<bool()>& idle = nullptr);
 
  private:
   GrpcServer() = default;

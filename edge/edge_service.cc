@@ -1,5 +1,6 @@
 #include "edge/edge_service.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -47,8 +48,7 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the node is draining; retry elsewhere"));
     return reactor.get();
   }
-  auto job = ValidateExpandRequest(*req, options_.limits,
-                                   ensemble_->prompt_template().expand.max_tokens);
+  auto job = ValidateExpandRequest(*req, options_.limits, ensemble_->prompt_template());
   if (!job.ok()) {
     reactor->Finish(ToGrpcStatus(job.status()));
     return reactor.get();
@@ -65,12 +65,13 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
     }
     absl::Status s = ensemble_->ExpandAsync(job, [this, reactor, req_copy](
                                                      absl::StatusOr<ExpandOutcome> out) {
-      double rate = -1;
+      double rate = -1, seconds = -1;
       if (!out.ok()) {
         reactor->Finish(ToGrpcStatus(out.status()));
       } else {
         if (out->seconds > 0 && !out->candidates.empty()) {
           rate = double(out->generated_tokens) / out->candidates.size() / out->seconds;
+          seconds = out->seconds;
         }
         for (const auto& f : out->failures) spdlog::warn("expand {}: {}", req_copy->request_id(), f);
         reactor->Finish(grpc::Status::OK, [&](v1::ExpandResponse* r) {
@@ -78,7 +79,7 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
                              SelectionMethodName(options_.vote.method), r);
         });
       }
-      Release(rate);
+      Release(rate, seconds);
     });
     if (!s.ok()) {
       reactor->Finish(ToGrpcStatus(s));
@@ -114,25 +115,40 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
         }
       });
     } else {
+      const int retry_ms = RetryAfterMsLocked();
+      ctx->AddTrailingMetadata("retry-after-ms", std::to_string(retry_ms));
       reactor->Finish(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat(options_.node, " is busy: ", active_, " expansions running, ",
-                       queue_.size(), " waiting; retry later or elsewhere")));
+                       queue_.size(), " waiting; retry after ", retry_ms,
+                       " ms or elsewhere")));
       return reactor.get();
     }
   }
   if (run_now) start();
-  (void)ctx;
   return reactor.get();
 }
 
-void EdgeService::Release(double tokens_per_s) {
+int EdgeService::RetryAfterMsLocked() const {
+  // The calls ahead finish in waves of max_slots, each about one expansion long.
+  const double per = expand_s_ > 0 ? expand_s_ * 1000 : 50;
+  const double waves = 1.0 + static_cast<double>(queue_.size()) / std::max(1, options_.max_slots);
+  return static_cast<int>(std::clamp(per * waves, 5.0, 5000.0));
+}
+
+bool EdgeService::Idle() {
+  absl::MutexLock lock(&mu_);
+  return active_ == 0 && queue_.empty();
+}
+
+void EdgeService::Release(double tokens_per_s, double seconds) {
   std::vector<std::function<void()>> to_start;
   {
     absl::MutexLock lock(&mu_);
     if (tokens_per_s > 0) {
       tokens_per_s_ = tokens_per_s_ == 0 ? tokens_per_s : 0.8 * tokens_per_s_ + 0.2 * tokens_per_s;
     }
+    if (seconds > 0) expand_s_ = expand_s_ == 0 ? seconds : 0.8 * expand_s_ + 0.2 * seconds;
     --active_;
     // Hand the slot to the next waiting call; cancelled ones start only to finish at once.
     if (!queue_.empty() && active_ < options_.max_slots) {
@@ -154,6 +170,15 @@ void EdgeService::FillLoad(v1::LoadResponse* resp) {
   resp->set_tokens_per_s(tokens_per_s_);
   for (const auto& m : ensemble_->members()) resp->add_models(m.name);
   resp->set_draining(draining_.load());
+  resp->set_max_queue(options_.max_queue);
+  for (const auto& e : ensemble_->engines()) {
+    const EngineStats st = e->stats();
+    resp->set_engine_active(resp->engine_active() + st.active);
+    resp->set_engine_queued(resp->engine_queued() + st.queued);
+    resp->set_kv_bytes(resp->kv_bytes() + static_cast<int64_t>(st.kv_bytes));
+    resp->set_kv_committed_bytes(resp->kv_committed_bytes() +
+                                 static_cast<int64_t>(st.kv_committed_bytes));
+  }
 }
 
 grpc::ServerUnaryReactor* EdgeService::Load(grpc::CallbackServerContext* ctx,

@@ -2,8 +2,11 @@
 // and returns all candidates with the selected one; Load reports live capacity.
 //
 // Admission: at most max_slots Expand calls run at once and max_queue more wait (FIFO);
-// beyond that Expand answers RESOURCE_EXHAUSTED at once. A waiting call that is cancelled
-// leaves the queue. While draining, Expand answers UNAVAILABLE. No model work runs on
+// beyond that Expand answers RESOURCE_EXHAUSTED at once, with trailing metadata
+// `retry-after-ms` (the recent mean expansion time times the waves ahead, 5 ms to 5 s).
+// A waiting call that is cancelled leaves the queue; a running one that is cancelled
+// stops its engine requests (EngineRequest.cancelled), freeing the batch slots and KV
+// (Load reports both). While draining, Expand answers UNAVAILABLE. No model work runs on
 // gRPC threads: calls are started from the handler or from the engine thread that
 // finished the previous one.
 #ifndef PICE_EDGE_EDGE_SERVICE_H_
@@ -33,6 +36,8 @@ class EdgeService final : public v1::Edge::CallbackService {
                                  v1::LoadResponse* resp) override;
 
   void SetDraining() { draining_ = true; }
+  // No Expand call running or waiting (for the drain).
+  bool Idle();
   // Fills a LoadResponse with the current state (what Load returns).
   void FillLoad(v1::LoadResponse* resp);
 
@@ -43,7 +48,9 @@ class EdgeService final : public v1::Edge::CallbackService {
   };
   EdgeService() = default;
   // Called when a running call ends: frees its slot and starts the next waiting call.
-  void Release(double tokens_per_s);
+  // `seconds` < 0: nothing to learn from the call.
+  void Release(double tokens_per_s, double seconds = -1);
+  int RetryAfterMsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   EdgeOptions options_;
   std::unique_ptr<Ensemble> ensemble_;
@@ -54,6 +61,7 @@ class EdgeService final : public v1::Edge::CallbackService {
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   double tokens_per_s_ ABSL_GUARDED_BY(mu_) = 0;  // EWMA of one expansion's rate
+  double expand_s_ ABSL_GUARDED_BY(mu_) = 0;      // EWMA of one expansion's time
 };
 
 }  // namespace pice

@@ -1,6 +1,7 @@
 #include "edge/ensemble.h"
 
 #include <chrono>
+#include <algorithm>
 #include <mutex>
 
 #include "absl/strings/ascii.h"
@@ -61,7 +62,10 @@ std::vector<std::shared_ptr<Engine>> Ensemble::engines() const {
 absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
                                    std::function<void(absl::StatusOr<ExpandOutcome>)> done) const {
   const size_t n = members_.size();
-  BuiltPrompt built = BuildExpandPrompt(tmpl_, job.question, job.sketch, job.index);
+  BuiltPrompt built = job.whole_question
+                          ? BuildFullPrompt(tmpl_, job.question)
+                          : BuildExpandPrompt(tmpl_, job.question, job.sketch, job.index);
+  const PromptPart& part = job.whole_question ? tmpl_.full : tmpl_.expand;
   // Tokenize per distinct engine (members on one file share the tokens).
   std::vector<EngineRequest> requests(n);
   std::map<const Engine*, std::vector<Token>> prompts;
@@ -70,12 +74,18 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
     if (!prompts.count(eng)) {
       auto ids = EncodePrompt(tmpl_, eng->model(), built);
       if (!ids.ok()) return ids.status();
+      const size_t limit = std::min<size_t>(job.max_prompt_tokens, std::max(1, eng->n_ctx() - 1));
+      if (ids->size() > limit) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "question: the prompt is ", ids->size(), " tokens on ", members_[i].name,
+            ", at most ", limit, " (limits.max_question_tokens or the model context)"));
+      }
       prompts[eng] = *std::move(ids);
     }
     EngineRequest& r = requests[i];
     r.prompt = prompts[eng];
     r.options = job.options;
-    r.options.stop.insert(r.options.stop.end(), tmpl_.expand.stop.begin(), tmpl_.expand.stop.end());
+    r.options.stop.insert(r.options.stop.end(), part.stop.begin(), part.stop.end());
     if (members_[i].temperature) r.options.sampling.temperature = *members_[i].temperature;
     r.options.sampling.seed = members_[i].seed ? *members_[i].seed : job.options.sampling.seed + i;
     r.cancelled = job.cancelled;
@@ -138,8 +148,10 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
     out.selected = v.selected;
     out.agreement = v.agreement;
     out.finish = finish[v.selected];
-    out.answer = FormatAnswer(tmpl_, job.question, job.sketch, job.index,
-                              out.candidates[v.selected].text);
+    out.answer = job.whole_question
+                     ? out.candidates[v.selected].text
+                     : FormatAnswer(tmpl_, job.question, job.sketch, job.index,
+                                    out.candidates[v.selected].text);
     g->done(std::move(out));
   };
 

@@ -58,6 +58,10 @@ struct ExpandJob {
   std::string question;
   std::vector<std::string> sketch;
   int index = 0;
+  // Degraded mode: answer the whole question with the template's `full` prompt (sketch
+  // and index unused); the answer is the selected candidate's text as is.
+  bool whole_question = false;
+  int max_prompt_tokens = 1 << 30;  // longer prompts: INVALID_ARGUMENT naming `question`
   GenerateOptions options;   // request options; members override temperature/seed
   std::shared_ptr<std::atomic<bool>> cancelled;  // may be null
 };

@@ -6,12 +6,36 @@
 
 namespace pice {
 
+absl::Status CheckPromptTokens(size_t n_tokens, const RequestLimits& limits, int n_ctx) {
+  const size_t limit = std::min<size_t>(limits.max_question_tokens, n_ctx > 1 ? n_ctx - 1 : 1);
+  if (n_tokens <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "question: the prompt is ", n_tokens, " tokens, at most ", limit,
+      " (limits.max_question_tokens = ", limits.max_question_tokens, ", model context ", n_ctx,
+      ")"));
+}
+
 absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
                                                 const RequestLimits& limits,
-                                                int default_max_tokens) {
+                                                const PromptTemplate& tmpl) {
   PICE_RETURN_IF_ERROR(ValidateRequestId(req.request_id()));
   PICE_RETURN_IF_ERROR(ValidateText(req.question(), "question", limits.max_question_bytes,
-                                    /*allow_empty=*/true));
+                                    /*allow_empty=*/!req.whole_question()));
+  const int default_max_tokens =
+      req.whole_question() ? tmpl.full.max_tokens : tmpl.expand.max_tokens;
+  if (req.whole_question()) {
+    SamplingLimits sl;
+    sl.default_max_tokens = std::min(default_max_tokens, limits.max_tokens);
+    sl.max_tokens = limits.max_tokens;
+    sl.max_stop = limits.max_stop;
+    sl.max_stop_bytes = limits.max_stop_bytes;
+    ExpandJob job;
+    PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
+    job.question = req.question();
+    job.whole_question = true;
+    job.max_prompt_tokens = limits.max_question_tokens;
+    return job;
+  }
   if (req.sketch_size() == 0) {
     return absl::InvalidArgumentError("sketch: must hold at least one point");
   }
@@ -35,6 +59,7 @@ absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
   ExpandJob job;
   PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
   job.question = req.question();
+  job.max_prompt_tokens = limits.max_question_tokens;
   job.sketch.assign(req.sketch().begin(), req.sketch().end());
   job.index = req.index();
   return job;

@@ -9,17 +9,24 @@
 
 #include "absl/status/statusor.h"
 #include "cloud/cloud_config.h"
+#include "cloud/templates.h"
 #include "edge/ensemble.h"
 #include "pice/v1/pice.pb.h"
 
 namespace pice {
 
 // INVALID_ARGUMENT naming the field: request_id, question (UTF-8, size), sketch (1 to
-// max_sketch_points non-empty UTF-8 points), index (in range), params.*.
-// default_max_tokens applies when params.max_tokens is 0.
+// max_sketch_points non-empty UTF-8 points), index (in range), params.*. With
+// whole_question the question must be non-empty and sketch/index are not checked.
+// The template's expand.max_tokens (full.max_tokens for whole_question) applies when
+// params.max_tokens is 0.
 absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
                                                 const RequestLimits& limits,
-                                                int default_max_tokens);
+                                                const PromptTemplate& tmpl);
+
+// Checks the prompt's token count against limits.max_question_tokens and the engine's
+// context: INVALID_ARGUMENT "question: N tokens, at most M (...)".
+absl::Status CheckPromptTokens(size_t n_tokens, const RequestLimits& limits, int n_ctx);
 
 // Fills `resp`: text = the selected answer (the template's `answer`, e.g. "12+7=19"),
 // candidates = every member's raw expansion with its scores.

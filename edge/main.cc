@@ -65,7 +65,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   pice::WaitForShutdownSignal();
+  // Draining: Expand refuses new calls (UNAVAILABLE), Load and health say so, running
+  // calls finish (up to drain_seconds), then the server stops.
   (*service)->SetDraining();
-  (*server)->Shutdown();
+  (*server)->Shutdown(-1, [s = service->get()] { return s->Idle(); });
   return 0;
 }

@@ -18,7 +18,8 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "cloud", "edges", "policy", "policy_file",
-                                       "escalation", "limits", "timeouts", "answer"}));
+                                       "escalation", "limits", "timeouts", "answer", "health",
+                                       "degraded"}));
   SchedulerOptions o;
   PICE_RETURN_IF_ERROR(root.ReadString("listen", &o.listen, false));
   PICE_RETURN_IF_ERROR(CheckAddress(root, "listen", o.listen));
@@ -82,17 +83,40 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
     const ConfigNode l = root.Child("limits");
     PICE_RETURN_IF_ERROR(l.CheckKeys({"max_prompt_bytes", "max_points", "default_max_tokens",
                                       "max_tokens", "max_concurrent_queries",
-                                      "max_edge_attempts"}));
+                                      "max_queries_per_client", "max_edge_attempts",
+                                      "max_stop", "max_stop_bytes", "max_category_bytes"}));
     PICE_RETURN_IF_ERROR(l.ReadInt("max_prompt_bytes", &o.max_prompt_bytes, 1, 1 << 24));
     PICE_RETURN_IF_ERROR(l.ReadInt("max_points", &o.max_points, 1, 256));
     PICE_RETURN_IF_ERROR(l.ReadInt("max_tokens", &o.max_tokens, 1, 1 << 20));
     PICE_RETURN_IF_ERROR(l.ReadInt("default_max_tokens", &o.default_max_tokens, 1, o.max_tokens));
     PICE_RETURN_IF_ERROR(l.ReadInt("max_concurrent_queries", &o.max_concurrent_queries, 1, 1 << 20));
     PICE_RETURN_IF_ERROR(l.ReadInt("max_edge_attempts", &o.max_edge_attempts, 1, 64));
+    PICE_RETURN_IF_ERROR(
+        l.ReadInt("max_queries_per_client", &o.max_queries_per_client, 0, 1 << 20));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_stop", &o.max_stop, 0, 64));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_stop_bytes", &o.max_stop_bytes, 1, 4096));
+    PICE_RETURN_IF_ERROR(l.ReadInt("max_category_bytes", &o.max_category_bytes, 1, 4096));
+  }
+  if (root.Has("health")) {
+    const ConfigNode h = root.Child("health");
+    PICE_RETURN_IF_ERROR(h.CheckKeys({"eject_after", "eject_base", "eject_max"}));
+    PICE_RETURN_IF_ERROR(h.ReadInt("eject_after", &o.eject_after_failures, 1, 1000));
+    PICE_RETURN_IF_ERROR(h.ReadSeconds("eject_base", &o.eject_base_s, 0.001, 3600));
+    PICE_RETURN_IF_ERROR(h.ReadSeconds("eject_max", &o.eject_max_s, 0.001, 86400));
+    if (o.eject_max_s < o.eject_base_s) {
+      if (h.Has("eject_max")) return h.ChildError("eject_max", "must be at least eject_base");
+      o.eject_max_s = o.eject_base_s;
+    }
+  }
+  if (root.Has("degraded")) {
+    const ConfigNode d = root.Child("degraded");
+    PICE_RETURN_IF_ERROR(d.CheckKeys({"enabled"}));
+    PICE_RETURN_IF_ERROR(d.ReadBool("enabled", &o.degraded_enabled));
   }
   if (root.Has("timeouts")) {
     const ConfigNode t = root.Child("timeouts");
-    PICE_RETURN_IF_ERROR(t.CheckKeys({"expand", "query", "load_poll"}));
+    PICE_RETURN_IF_ERROR(t.CheckKeys({"expand", "query", "load_poll", "drain"}));
+    PICE_RETURN_IF_ERROR(t.ReadSeconds("drain", &o.drain_timeout_s, 0, 86400));
     PICE_RETURN_IF_ERROR(t.ReadSeconds("expand", &o.expand_timeout_s, 0.001, 3600));
     PICE_RETURN_IF_ERROR(t.ReadSeconds("query", &o.query_timeout_s, 0.001, 86400));
     PICE_RETURN_IF_ERROR(t.ReadSeconds("load_poll", &o.load_poll_s, 0.001, 60));

@@ -17,7 +17,17 @@
 //     default_max_tokens: 128      # when a request leaves params.max_tokens at 0
 //     max_tokens: 1024             # params.max_tokens above this is refused
 //     max_concurrent_queries: 64   # more are refused with RESOURCE_EXHAUSTED
+//     max_queries_per_client: 16   # per x-api-key (else per peer address); 0 = off
 //     max_edge_attempts: 2         # edges tried per point before the cloud
+//     max_stop: 8                  # params.stop strings at most
+//     max_stop_bytes: 64           # bytes per stop string at most
+//     max_category_bytes: 64
+//   health:                        # grpc.health.v1 probes + call outcomes
+//     eject_after: 3               # consecutive failed calls/probes that eject a node
+//     eject_base: 1s               # first ejection; doubles while it keeps failing
+//     eject_max: 30s
+//   degraded:
+//     enabled: true                # cloud unreachable: an edge answers the whole question
 //   answer:                        # how the sketch route joins the expansions
 //     point_format: "{expansion}"  # {point}, {expansion} (the node's answer text, already
 //                                  # formatted by its template), {n} (1-based index)
@@ -25,7 +35,8 @@
 //   timeouts:
 //     expand: 10s                  # per edge attempt
 //     query: 120s                  # when the client sets no deadline
-//     load_poll: 200ms             # Edge.Load polling period
+//     load_poll: 200ms             # health + Load polling period
+//     drain: 30s                   # on SIGTERM: time running queries get to finish
 #ifndef PICE_SCHEDULER_CONFIG_H_
 #define PICE_SCHEDULER_CONFIG_H_
 
@@ -59,12 +70,21 @@ struct SchedulerOptions {
   int default_max_tokens = 128;
   int max_tokens = 1024;
   int max_concurrent_queries = 64;
+  int max_queries_per_client = 16;    // 0 = no per-client limit
   int max_edge_attempts = 2;
+  int max_stop = 8;
+  int max_stop_bytes = 64;
+  int max_category_bytes = 64;
+  int eject_after_failures = 3;       // consecutive failures that eject a node
+  double eject_base_s = 1;            // first ejection; doubles up to eject_max_s
+  double eject_max_s = 30;
+  bool degraded_enabled = true;       // edges answer alone when the cloud is unreachable
   std::string point_format = "{expansion}";
   std::string answer_separator = "\n";
   double expand_timeout_s = 10;
   double query_timeout_s = 120;
   double load_poll_s = 0.2;
+  double drain_timeout_s = 30;
 };
 
 // Reads the scheduler's options from a parsed file; errors name the file and key.

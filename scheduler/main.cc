@@ -16,7 +16,9 @@ ABSL_FLAG(std::string, config, "", "scheduler YAML file (required)");
 ABSL_FLAG(std::string, port_file, "", "write the bound port to this file once serving");
 ABSL_FLAG(std::string, listen, "", "host:port to listen on; overrides the file's `listen`");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
-ABSL_FLAG(double, drain_seconds, 30, "on SIGTERM: time running queries get to finish");
+ABSL_FLAG(double, drain_seconds, -1,
+          "on SIGTERM: time running queries get to finish; overrides timeouts.drain "
+          "(default 30 s)");
 
 int main(int argc, char** argv) {
   pice::BlockShutdownSignals();
@@ -42,7 +44,8 @@ int main(int argc, char** argv) {
   pice::ServerOptions so;
   so.listen = options->listen;
   so.port_file = absl::GetFlag(FLAGS_port_file);
-  so.drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
+  so.drain_seconds = absl::GetFlag(FLAGS_drain_seconds) >= 0 ? absl::GetFlag(FLAGS_drain_seconds)
+                                                              : options->drain_timeout_s;
   so.name = "pice-scheduler";
   auto server = pice::GrpcServer::Start(
       so, {{std::string(pice::v1::Pice::service_full_name()), scheduler->service()}});
@@ -53,7 +56,10 @@ int main(int argc, char** argv) {
   spdlog::info("cloud {}, {} edge(s), policy '{}', escalation threshold {}", options->cloud,
                options->edges.size(), options->policy.name, options->escalation_threshold);
   pice::WaitForShutdownSignal();
+  // Draining: health NOT_SERVING, new queries UNAVAILABLE, admitted ones finish (up to
+  // the drain timeout), then the server stops and the process exits 0.
   scheduler->service()->SetDraining();
-  (*server)->Shutdown();
+  (*server)->Shutdown(-1, [s = scheduler->service()] { return s->in_flight() == 0; });
+  spdlog::info("drained; exiting");
   return 0;
 }

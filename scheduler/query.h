@@ -2,12 +2,23 @@
 //
 // Sketch route: the cloud's Sketch stream is read with a callback reactor; every point is
 // forwarded to the client and dispatched to the least-loaded edge the moment it arrives.
-// Each Expand lands as an `expansion` event. An edge error is retried on another edge,
-// then on the cloud; an edge answer whose agreement is below the escalation threshold is
-// re-expanded by the cloud (escalated). A sketch that says "do not split" (or has no
+// Each Expand lands as an `expansion` event. An edge that errs, times out, vanishes or is
+// busy is retried on another edge (limits.max_edge_attempts edges per point), then on the
+// cloud (`failed_over`); an edge answer whose agreement is below the escalation threshold
+// is re-expanded by the cloud (escalated). A sketch that says "do not split" (or has no
 // usable point) falls back to the full route. When the sketch and every expansion are in,
 // the `answer` joins the points' expansions in sketch order.
 // Full route: the cloud's Generate deltas are forwarded as `delta` events, then `answer`.
+//
+// Degraded mode (degraded.enabled): when the cloud is unreachable (unhealthy at the start,
+// or its Sketch/Generate fails before any text was sent) edges answer alone: one edge
+// answers the whole question with its ensemble (ExpandRequest.whole_question: the
+// template's full prompt, every member, the vote), retried on the other edges; the text
+// comes as one `delta`, then the `answer`, both route and answer marked `degraded`. Edge
+// models may not be trained for whole answers (pice-arith's only compute one expression),
+// so such an answer may be partial or wrong; the route reason says so. When only the
+// cloud's Expand fails, an escalated point keeps its edge answer and a failed-over point
+// tries the remaining edges (degraded too).
 //
 // Cancellation and deadlines: every downstream call gets the client's deadline (capped by
 // the scheduler's query timeout); Cancel() cancels every call in flight. The run finishes
@@ -68,6 +79,7 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   class SketchCall;
   class GenerateCall;
   struct ExpandCall;
+  enum class Next { kNone, kEscalate, kRetry, kEdgesOnly };
   struct Outbox {
     std::optional<v1::QueryEvent> event;
     std::optional<grpc::Status> finish;
@@ -83,9 +95,22 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   void LaunchExpand(std::shared_ptr<ExpandCall> call) ABSL_LOCKS_EXCLUDED(mu_);
   void OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status& s)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Routes a point that an edge could not settle to the cloud, or fails the query.
-  void ToCloudOrFail(std::shared_ptr<ExpandCall> call, const grpc::Status& why)
+  // Routes a point that an edge could not settle to another edge, the cloud, or fails
+  // the query. `edges_only`: the cloud failed; try the edges not tried yet.
+  void ToCloudOrFail(std::shared_ptr<ExpandCall> call, bool edges_only) ABSL_LOCKS_EXCLUDED(mu_);
+  // Degraded mode: an edge answers the whole question (see the header comment).
+  void StartDegraded(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWholeDone(std::shared_ptr<ExpandCall> call, const grpc::Status& s, bool answer_error)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Emits point call.index's expansion from `r` (an edge's or the cloud's answer).
+  void EmitExpansionLocked(const ExpandCall& call, const v1::ExpandResponse& r, bool from_edge)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the query degraded and tells the client once, with a route event.
+  void MarkDegradedLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ClassifyStatus, except that a deadline this query's own deadline explains is the
+  // caller's doing, not the node's.
+  CallOutcome Outcome(const grpc::Status& s) const;
+  bool DegradedAllowed() const;
 
   std::unique_ptr<grpc::ClientContext> NewContext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Push(v1::QueryEvent ev) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -122,7 +147,10 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
   v1::Route route_ ABSL_GUARDED_BY(mu_) = v1::ROUTE_CLOUD;
   bool sketch_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool fell_back_ ABSL_GUARDED_BY(mu_) = false;
+  bool fell_back_ ABSL_GUARDED_BY(mu_) = false;  // the sketch was abandoned
+  bool degraded_ ABSL_GUARDED_BY(mu_) = false;
+  bool whole_started_ ABSL_GUARDED_BY(mu_) = false;
+  int failed_over_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> points_ ABSL_GUARDED_BY(mu_);
   std::vector<std::optional<v1::ExpansionEvent>> expansions_ ABSL_GUARDED_BY(mu_);
   v1::FinishReason finish_reason_ ABSL_GUARDED_BY(mu_) = v1::STOP;

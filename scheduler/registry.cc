@@ -5,8 +5,10 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "absl/strings/numbers.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "scheduler/health_check.h"
 #include "spdlog/spdlog.h"
 
 namespace pice::scheduler {
@@ -17,16 +19,57 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetMaxReceiveMessageSize(16 << 20);
   // Reconnect quickly after a node restarts.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 
+// One probe of one node: Health/Check and Load, concurrently.
+struct Probe {
+  grpc::ClientContext load_ctx;
+  v1::LoadRequest req;
+  v1::LoadResponse resp;
+  grpc::Status load_status;
+  grpc::Status health_status;
+  ServingStatus serving = ServingStatus::kUnknown;
+};
+
 }  // namespace
 
-NodeRegistry::NodeRegistry(const SchedulerOptions& o) : poll_s_(o.load_poll_s) {
+CallOutcome ClassifyStatus(const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK: return CallOutcome::kOk;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return CallOutcome::kBusy;
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS: return CallOutcome::kNeutral;
+    default: return CallOutcome::kFailed;
+  }
+}
+
+absl::Duration RetryAfter(const grpc::ClientContext& ctx, absl::Duration fallback) {
+  const auto& md = ctx.GetServerTrailingMetadata();
+  auto it = md.find("retry-after-ms");
+  if (it == md.end()) return fallback;
+  int64_t ms = 0;
+  if (!absl::SimpleAtoi(std::string(it->second.data(), it->second.size()), &ms) || ms < 0) {
+    return fallback;
+  }
+  return absl::Milliseconds(std::min<int64_t>(ms, 60000));
+}
+
+NodeRegistry::NodeRegistry(const SchedulerOptions& o)
+    : poll_s_(o.load_poll_s), eject_after_(o.eject_after_failures),
+      eject_base_(absl::Seconds(o.eject_base_s)), eject_max_(absl::Seconds(o.eject_max_s)) {
   cloud_address_ = o.cloud;
   cloud_channel_ = MakeChannel(o.cloud);
   cloud_stub_ = v1::Cloud::NewStub(cloud_channel_);
+  cloud_health_.next_backoff = eject_base_;
   for (const EdgeAddress& a : o.edges) {
     auto e = std::make_unique<Edge>();
     e->config_name = a.name;
@@ -36,6 +79,7 @@ NodeRegistry::NodeRegistry(const SchedulerOptions& o) : poll_s_(o.load_poll_s) {
     EdgeSnapshot s;
     s.name = a.name;
     s.address = a.address;
+    s.health.next_backoff = eject_base_;
     state_.push_back(s);
     edges_.push_back(std::move(e));
   }
@@ -67,79 +111,154 @@ void NodeRegistry::PollLoop() {
   }
 }
 
+bool NodeRegistry::HealthyLocked(const NodeHealth& h, absl::Time now) const {
+  return h.reachable && h.serving && !h.suspect && now >= h.ejected_until;
+}
+
+void NodeRegistry::FailLocked(NodeHealth* h, const std::string& who, const std::string& error,
+                              absl::Time now) {
+  h->last_error = error;
+  h->suspect = true;
+  ++h->consecutive_failures;
+  if (h->consecutive_failures >= eject_after_ && now >= h->ejected_until) {
+    h->ejected_until = now + h->next_backoff;
+    ++h->ejections;
+    spdlog::warn("{}: ejected for {} after {} failures in a row ({})", who,
+                 absl::FormatDuration(h->next_backoff), h->consecutive_failures, error);
+    h->next_backoff = std::min(h->next_backoff * 2, eject_max_);
+    h->consecutive_failures = 0;
+  }
+}
+
+void NodeRegistry::SucceedLocked(NodeHealth* h) {
+  h->consecutive_failures = 0;
+  h->next_backoff = eject_base_;
+  h->suspect = false;
+}
+
 void NodeRegistry::PollOnce() {
-  // The calls run concurrently, so one slow edge delays a round by one deadline at most.
+  // The calls run concurrently, so one slow node delays a round by one deadline at most.
   const double timeout_s = std::clamp(poll_s_ * 5, 0.2, 2.0);
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::LoadRequest req;
-    v1::LoadResponse resp;
-    grpc::Status status;
-  };
-  std::vector<std::unique_ptr<Call>> calls;
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
+  const size_t n = edges_.size();
+  // Probes [0, n) are the edges, n the cloud; null = not probed (ejected).
+  std::vector<std::unique_ptr<Probe>> probes(n + 1);
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; i < n; ++i) {
+      if (now >= state_[i].health.ejected_until) probes[i] = std::make_unique<Probe>();
+    }
+    if (now >= cloud_health_.ejected_until) probes[n] = std::make_unique<Probe>();
+  }
   std::mutex done_mu;
   std::condition_variable done_cv;
-  size_t done = 0;
-  for (auto& e : edges_) {
-    auto c = std::make_unique<Call>();
-    c->ctx.set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6)));
-    Call* raw = c.get();
-    calls.push_back(std::move(c));
-    e->stub->async()->Load(&raw->ctx, &raw->req, &raw->resp,
-                           [raw, &done_mu, &done_cv, &done](grpc::Status s) {
-                             std::lock_guard<std::mutex> lock(done_mu);
-                             raw->status = std::move(s);
-                             ++done;
-                             done_cv.notify_all();
-                           });
+  int pending = 0;
+  auto one_done = [&] {
+    std::lock_guard<std::mutex> lock(done_mu);
+    if (--pending == 0) done_cv.notify_all();
+  };
+  for (size_t i = 0; i <= n; ++i) {
+    if (probes[i]) pending += 2;
+  }
+  for (size_t i = 0; i <= n; ++i) {
+    Probe* p = probes[i].get();
+    if (!p) continue;
+    p->load_ctx.set_deadline(deadline);
+    auto on_load = [p, &one_done](grpc::Status s) {
+      p->load_status = std::move(s);
+      one_done();
+    };
+    if (i < n) {
+      edges_[i]->stub->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
+    } else {
+      cloud_stub_->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
+    }
+    const auto& channel = i < n ? edges_[i]->channel : cloud_channel_;
+    const char* service = i < n ? v1::Edge::service_full_name() : v1::Cloud::service_full_name();
+    CheckHealthAsync(channel, service, deadline,
+                     [p, &one_done](const grpc::Status& s, ServingStatus st) {
+                       p->health_status = s;
+                       p->serving = st;
+                       one_done();
+                     });
   }
   {
     std::unique_lock<std::mutex> lock(done_mu);
-    done_cv.wait(lock, [&] { return done == calls.size(); });
+    done_cv.wait(lock, [&] { return pending == 0; });
   }
-  bool cloud_bad = false;
-  {
-    const grpc_connectivity_state st = cloud_channel_->GetState(/*try_to_connect=*/true);
-    cloud_bad = st == GRPC_CHANNEL_TRANSIENT_FAILURE || st == GRPC_CHANNEL_SHUTDOWN;
-  }
+
   absl::MutexLock lock(&mu_);
-  if (cloud_bad) cloud_failed_ = true;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    EdgeSnapshot& s = state_[i];
-    const bool was = s.healthy;
-    if (calls[i]->status.ok()) {
-      s.load = calls[i]->resp;
-      if (!s.load.node().empty()) s.name = s.load.node();
-      s.healthy = !s.load.draining();
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i <= n; ++i) {
+    const Probe* p = probes[i].get();
+    if (!p) continue;
+    NodeHealth& h = i < n ? state_[i].health : cloud_health_;
+    const std::string who = i < n ? "edge " + state_[i].name + " (" + state_[i].address + ")"
+                                  : "cloud (" + cloud_address_ + ")";
+    const bool was_healthy = HealthyLocked(h, now);
+    const bool was_ejected = h.ejected_until != absl::InfinitePast();
+    // The cloud's Load is optional (older nodes do not have it).
+    const bool load_ok = p->load_status.ok() ||
+                         (i == n && p->load_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+    if (p->health_status.ok() && load_ok) {
+      if (p->load_status.ok()) {
+        if (i < n) {
+          state_[i].load = p->resp;
+          if (!p->resp.node().empty()) state_[i].name = p->resp.node();
+        } else {
+          cloud_load_ = p->resp;
+        }
+      }
+      h.reachable = true;
+      h.draining = p->serving == ServingStatus::kNotServing ||
+                   (p->load_status.ok() && p->resp.draining());
+      h.serving = p->serving == ServingStatus::kServing && !h.draining;
+      // A good probe clears suspicion and the failure streak, not the back-off: only a
+      // successful call proves the node does its work again.
+      h.suspect = false;
+      h.consecutive_failures = 0;
+      if (was_ejected) {
+        h.ejected_until = absl::InfinitePast();
+        spdlog::info("{}: probed back in after its ejection", who);
+      }
     } else {
-      s.healthy = false;
+      const grpc::Status& bad = p->health_status.ok() ? p->load_status : p->health_status;
+      h.reachable = false;
+      h.serving = false;
+      FailLocked(&h, who, "probe: " + bad.error_message(), now);
     }
-    if (was != s.healthy) {
-      spdlog::info("edge {} ({}) is {}{}", s.name, s.address, s.healthy ? "healthy" : "unhealthy",
-                   calls[i]->status.ok() ? (s.load.draining() ? " (draining)" : "")
-                                         : " (" + calls[i]->status.error_message() + ")");
+    const bool healthy = HealthyLocked(h, now);
+    if (was_healthy != healthy) {
+      spdlog::info("{} is {}{}", who, healthy ? "healthy" : "unhealthy",
+                   h.draining ? " (draining)" : (h.reachable ? "" : " (" + h.last_error + ")"));
     }
   }
 }
 
 int NodeRegistry::AcquireEdge(const std::vector<int>& exclude) {
   absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
   const int n = static_cast<int>(state_.size());
   int best = -1;
+  double best_load = 0;
   for (int k = 0; k < n; ++k) {
     const int i = static_cast<int>((rr_ + k) % n);
     const EdgeSnapshot& s = state_[i];
-    if (!s.healthy || std::find(exclude.begin(), exclude.end(), i) != exclude.end()) continue;
-    if (best < 0) {
-      best = i;
-      continue;
-    }
-    const EdgeSnapshot& b = state_[best];
+    if (!HealthyLocked(s.health, now) || now < s.health.busy_until) continue;
+    if (std::find(exclude.begin(), exclude.end(), i) != exclude.end()) continue;
+    const int slots = std::max(1, s.load.max_slots());
+    // Room: the node's slots plus its queue, against what it runs (ours and others').
+    const int used = std::max(s.outstanding, s.load.active() + s.load.queue_depth());
+    if (s.load.max_queue() > 0 && used >= slots + s.load.max_queue()) continue;
     // Outstanding calls per slot first; the edge's own queue breaks ties.
-    const double ls = (s.outstanding + 1.0) / std::max(1, s.load.max_slots());
-    const double lb = (b.outstanding + 1.0) / std::max(1, b.load.max_slots());
-    if (ls < lb || (ls == lb && s.load.queue_depth() < b.load.queue_depth())) best = i;
+    const double load = (s.outstanding + 1.0) / slots;
+    if (best < 0 || load < best_load ||
+        (load == best_load && s.load.queue_depth() < state_[best].load.queue_depth())) {
+      best = i;
+      best_load = load;
+    }
   }
   if (best >= 0) {
     ++state_[best].outstanding;
@@ -148,15 +267,30 @@ int NodeRegistry::AcquireEdge(const std::vector<int>& exclude) {
   return best;
 }
 
-void NodeRegistry::ReleaseEdge(int i, bool failed) {
+void NodeRegistry::ReleaseEdge(int i, CallOutcome outcome, absl::Duration retry_after,
+                               const std::string& error) {
   absl::MutexLock lock(&mu_);
   EdgeSnapshot& s = state_[i];
-  --s.outstanding;
+  s.outstanding = std::max(0, s.outstanding - 1);
   ++s.expansions;
-  if (failed) {
-    ++s.failures;
-    if (s.healthy) spdlog::warn("edge {} ({}) failed a call: unhealthy until its next poll", s.name, s.address);
-    s.healthy = false;
+  const absl::Time now = absl::Now();
+  switch (outcome) {
+    case CallOutcome::kOk:
+      SucceedLocked(&s.health);
+      break;
+    case CallOutcome::kFailed: {
+      ++s.failures;
+      const bool was = HealthyLocked(s.health, now);
+      FailLocked(&s.health, "edge " + s.name + " (" + s.address + ")", error, now);
+      if (was) spdlog::warn("edge {} ({}) failed a call: unhealthy until its next good probe ({})",
+                            s.name, s.address, error);
+      break;
+    }
+    case CallOutcome::kBusy:
+      s.health.busy_until = std::max(s.health.busy_until, now + retry_after);
+      break;
+    case CallOutcome::kNeutral:
+      break;
   }
 }
 
@@ -165,10 +299,9 @@ std::string NodeRegistry::EdgeName(int i) const {
   return state_[i].name;
 }
 
-void NodeRegistry::RecordCloud(int64_t generated, double seconds, bool failed) {
+void NodeRegistry::RecordCloudRate(int64_t generated, double seconds) {
   absl::MutexLock lock(&mu_);
-  cloud_failed_ = failed;
-  if (failed || generated <= 0 || seconds <= 0) return;
+  if (generated <= 0 || seconds <= 0) return;
   const double tps = generated / seconds;
   cloud_tps_ = cloud_tps_ == 0 ? tps : 0.8 * cloud_tps_ + 0.2 * tps;
 }
@@ -178,21 +311,36 @@ void NodeRegistry::CloudCallStarted() {
   ++cloud_in_flight_;
 }
 
-void NodeRegistry::CloudCallEnded() {
+void NodeRegistry::CloudCallEnded(CallOutcome outcome, const std::string& error) {
   absl::MutexLock lock(&mu_);
-  --cloud_in_flight_;
+  cloud_in_flight_ = std::max(0, cloud_in_flight_ - 1);
+  if (outcome == CallOutcome::kOk) SucceedLocked(&cloud_health_);
+  if (outcome == CallOutcome::kFailed) {
+    FailLocked(&cloud_health_, "cloud (" + cloud_address_ + ")", error, absl::Now());
+  }
+}
+
+bool NodeRegistry::CloudHealthy() const {
+  absl::MutexLock lock(&mu_);
+  return HealthyLocked(cloud_health_, absl::Now());
+}
+
+NodeHealth NodeRegistry::CloudHealth() const {
+  absl::MutexLock lock(&mu_);
+  return cloud_health_;
 }
 
 LiveState NodeRegistry::Live() const {
   absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
   LiveState l;
-  l.cloud_available = !cloud_failed_;
+  l.cloud_available = HealthyLocked(cloud_health_, now);
   l.cloud_tokens_per_s = cloud_tps_;
   l.cloud_queue = cloud_in_flight_;
   double tps = 0;
   int with_tps = 0;
   for (const EdgeSnapshot& s : state_) {
-    if (!s.healthy) continue;
+    if (!HealthyLocked(s.health, now)) continue;
     ++l.healthy_edges;
     const int slots = std::max(1, s.load.max_slots());
     l.edge_max_slots += slots;
@@ -209,7 +357,14 @@ LiveState NodeRegistry::Live() const {
 
 std::vector<EdgeSnapshot> NodeRegistry::Edges() const {
   absl::MutexLock lock(&mu_);
-  return state_;
+  const absl::Time now = absl::Now();
+  std::vector<EdgeSnapshot> out = state_;
+  for (EdgeSnapshot& s : out) {
+    s.healthy = HealthyLocked(s.health, now);
+    s.ejected = now < s.health.ejected_until;
+    s.busy = now < s.health.busy_until;
+  }
+  return out;
 }
 
 }  // namespace pice::scheduler

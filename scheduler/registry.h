@@ -1,8 +1,19 @@
 // The scheduler's view of its nodes: one cloud and N edges, their gRPC stubs, health and
-// live load. A poller thread calls Edge.Load on every edge each `load_poll_s`; an edge
-// that fails a poll (or an Expand) is unhealthy until its next good poll. The cloud has
-// no Load call: its health is its channel state and its last call's outcome, and its
-// tokens/s is measured here from finished calls.
+// live load.
+//
+// Health comes from two sources. A poller probes every node each `load_poll_s` with
+// grpc.health.v1 Health/Check and a Load call (Edge.Load, Cloud.Load): a node is healthy
+// when it answers, says SERVING and is not draining. Call outcomes count too: a failed
+// call (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) makes the node suspect until its
+// next good probe, and `eject_after_failures` consecutive failures (calls or probes)
+// eject it for a back-off period (eject_base_s, doubling up to eject_max_s while it keeps
+// failing; a successful call resets it). An ejected node is not probed until its back-off
+// ends; the first good probe after that lets it back in. A node that answers
+// RESOURCE_EXHAUSTED is busy (skipped) for its retry hint, which is not a failure. A
+// draining node (NOT_SERVING) is skipped without being ejected.
+//
+// Probes never touch the scheduler's own counters (calls outstanding, expansions,
+// failures): a node that comes back still has its old calls accounted for until they end.
 //
 // Thread safety: every method may be called from any thread.
 #ifndef PICE_SCHEDULER_REGISTRY_H_
@@ -22,19 +33,49 @@
 
 namespace pice::scheduler {
 
+// How the scheduler judges one node's health.
+struct NodeHealth {
+  bool reachable = false;        // the last probe got answers
+  bool serving = false;          // SERVING and not draining, per the last probe
+  bool draining = false;         // the node said so (NOT_SERVING or Load.draining)
+  bool suspect = false;          // a call failed since the last good probe
+  int consecutive_failures = 0;  // calls and probes, reset by a success
+  absl::Time ejected_until = absl::InfinitePast();
+  absl::Duration next_backoff;   // the next ejection's length
+  absl::Time busy_until = absl::InfinitePast();  // RESOURCE_EXHAUSTED hint
+  uint64_t ejections = 0;
+  std::string last_error;
+};
+
 struct EdgeSnapshot {
   std::string name;         // the name the edge reports (config name until it does)
   std::string address;
-  bool healthy = false;
+  bool healthy = false;     // may get new calls now (health, ejection, suspicion)
+  bool ejected = false;
+  bool busy = false;        // within a RESOURCE_EXHAUSTED hint
+  NodeHealth health;
   int outstanding = 0;      // this scheduler's Expand calls in flight on it
   v1::LoadResponse load;    // last good Load
   uint64_t expansions = 0;  // finished Expand calls sent by this scheduler
   uint64_t failures = 0;
 };
 
+// What a finished call says about its node.
+enum class CallOutcome {
+  kOk,        // success: resets failures and back-off
+  kFailed,    // the node erred, timed out or vanished: counts toward ejection
+  kBusy,      // RESOURCE_EXHAUSTED: skip the node for `retry_after`
+  kNeutral,   // the caller's doing (CANCELLED, INVALID_ARGUMENT): says nothing
+};
+// Classifies a call's status. UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN,
+// DATA_LOSS, ABORTED, UNIMPLEMENTED: kFailed.
+CallOutcome ClassifyStatus(const grpc::Status& s);
+// The `retry-after-ms` hint in a call's trailing metadata; `fallback` when absent.
+absl::Duration RetryAfter(const grpc::ClientContext& ctx, absl::Duration fallback);
+
 class NodeRegistry {
  public:
-  // Creates the channels, polls every edge once (so the first query sees live state),
+  // Creates the channels, probes every node once (so the first query sees live state),
   // then starts the poller. Never fails on unreachable nodes: they are unhealthy.
   static std::unique_ptr<NodeRegistry> Create(const SchedulerOptions& options);
   ~NodeRegistry();  // stops the poller
@@ -46,22 +87,26 @@ class NodeRegistry {
   int edge_count() const { return static_cast<int>(edges_.size()); }
   v1::Edge::Stub* edge_stub(int i) { return edges_[i]->stub.get(); }
 
-  // Picks the healthy edge with the fewest outstanding calls (then the shortest reported
-  // queue, then round robin), skipping `exclude`, and counts a call on it. -1 when none.
+  // Picks the healthy, not busy edge with room (outstanding calls below its slots +
+  // queue) with the fewest outstanding calls per slot (then the shortest reported queue,
+  // then round robin), skipping `exclude`, and counts a call on it. -1 when none.
   int AcquireEdge(const std::vector<int>& exclude);
-  // Ends a call counted by AcquireEdge. `failed` (UNAVAILABLE, deadline, ...) marks the
-  // edge unhealthy until its next good poll.
-  void ReleaseEdge(int i, bool failed);
+  // Ends a call counted by AcquireEdge, with its outcome (see CallOutcome).
+  void ReleaseEdge(int i, CallOutcome outcome, absl::Duration retry_after = absl::ZeroDuration(),
+                   const std::string& error = "");
   std::string EdgeName(int i) const;
 
-  // Records a finished cloud call: `generated` tokens in `seconds` (EWMA of tokens/s).
-  void RecordCloud(int64_t generated, double seconds, bool failed);
+  // The cloud: calls in flight (for the policy's queue estimate), outcomes (health) and
+  // measured speed (`generated` tokens in `seconds`, an EWMA of tokens/s).
   void CloudCallStarted();
-  void CloudCallEnded();
+  void CloudCallEnded(CallOutcome outcome, const std::string& error = "");
+  void RecordCloudRate(int64_t generated, double seconds);
+  bool CloudHealthy() const;
+  NodeHealth CloudHealth() const;
 
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;
-  // One polling round now (tests, and the first round in Create).
+  // One probing round now (tests, and the first round in Create).
   void PollOnce();
 
  private:
@@ -73,8 +118,15 @@ class NodeRegistry {
   };
   explicit NodeRegistry(const SchedulerOptions& options);
   void PollLoop();
+  bool HealthyLocked(const NodeHealth& h, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a failure (call or probe); ejects after eject_after failures in a row.
+  void FailLocked(NodeHealth* h, const std::string& who, const std::string& error,
+                  absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SucceedLocked(NodeHealth* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const double poll_s_;
+  const int eject_after_;
+  const absl::Duration eject_base_, eject_max_;
   std::string cloud_address_;
   std::shared_ptr<grpc::Channel> cloud_channel_;
   std::unique_ptr<v1::Cloud::Stub> cloud_stub_;
@@ -82,9 +134,10 @@ class NodeRegistry {
 
   mutable absl::Mutex mu_;
   std::vector<EdgeSnapshot> state_ ABSL_GUARDED_BY(mu_);
+  NodeHealth cloud_health_ ABSL_GUARDED_BY(mu_);
+  v1::LoadResponse cloud_load_ ABSL_GUARDED_BY(mu_);
   size_t rr_ ABSL_GUARDED_BY(mu_) = 0;
   double cloud_tps_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cloud_failed_ ABSL_GUARDED_BY(mu_) = false;
   int cloud_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread poller_;

@@ -1,12 +1,21 @@
 // pice.v1.Pice: the client API of the scheduler. Validates each request, evaluates the
 // policy against the registry's live state, logs and emits the route, and runs the query
 // (scheduler/query.h). Callback API: the reactor only moves messages.
+//
+// Admission: at most limits.max_concurrent_queries queries run at once, and at most
+// limits.max_queries_per_client per client (metadata `x-api-key`, else the peer's
+// address without its port); beyond, RESOURCE_EXHAUSTED with trailing metadata
+// `retry-after-ms` (half the recent mean query time, 10 ms to 5 s) repeated in the
+// message. While draining, new queries get UNAVAILABLE; the running ones go on.
 #ifndef PICE_SCHEDULER_SERVICE_H_
 #define PICE_SCHEDULER_SERVICE_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "pice/v1/pice.grpc.pb.h"
 #include "scheduler/config.h"
 #include "scheduler/registry.h"
@@ -23,14 +32,27 @@ class PiceService final : public v1::Pice::CallbackService {
 
   // New queries are refused with UNAVAILABLE; running ones continue.
   void SetDraining() { draining_ = true; }
+  // Queries admitted and not finished yet.
   int in_flight() const { return in_flight_.load(); }
   const SchedulerOptions& options() const { return options_; }
+  // The client a call counts against: "key:<x-api-key>" or "peer:<address without port>".
+  static std::string ClientKey(const grpc::CallbackServerContext& ctx);
+  // The retry hint for a refused query, in milliseconds.
+  int RetryAfterMs() const;
 
  private:
+  // Admits one query for `client`; false (and nothing counted) when a limit is reached,
+  // with the message in *why.
+  bool Admit(const std::string& client, std::string* why);
+  void Done(const std::string& client, double ms);
+
   const SchedulerOptions options_;
   NodeRegistry* const registry_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  mutable absl::Mutex mu_;
+  std::map<std::string, int> per_client_ ABSL_GUARDED_BY(mu_);
+  double mean_query_ms_ ABSL_GUARDED_BY(mu_) = 0;  // EWMA of finished queries
 };
 
 // The scheduler as one object: registry + service, for main.cc and `pice local`.
