@@ -18,6 +18,8 @@ int RunLocal(const std::vector<std::string>& args);
 int RunBenchQuality(const std::vector<std::string>& args);
 // pice bench e2e: latency/throughput of both routes and the scheduler's overhead.
 int RunBenchE2e(const std::vector<std::string>& args);
+// pice bench chaos: queries through real processes while edges are killed and restarted.
+int RunBenchChaos(const std::vector<std::string>& args);
 
 // Prints "pice <cmd>: <message>" to stderr and returns 2 (usage) or 1 (runtime).
 int Fail(const std::string& cmd, const std::string& message, int code = 1);

@@ -30,7 +30,10 @@ constexpr char kUsage[] =
     "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
     "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n"
     "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
-    "            [--concurrency C] [--json]\n";
+    "            [--concurrency C] [--json]\n"
+    "  bench chaos --queries N --edges E --kill-interval-ms M [--concurrency C] [--json]\n"
+    "            [--eval FILE] [--seed S] [--timeout SECONDS] [--keep]\n"
+    "            cloud, E edges and a scheduler as processes; SIGKILLs and restarts edges\n";
 
 }  // namespace
 
@@ -47,13 +50,15 @@ int main(int argc, char** argv) {
   if (cmd == "query") return pice::cli::RunQueryCommand(args);
   if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "bench") {
-    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e)", 2);
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
     if (what == "engine") return pice::cli::RunBenchEngine(args);
     if (what == "quality") return pice::cli::RunBenchQuality(args);
     if (what == "e2e") return pice::cli::RunBenchE2e(args);
-    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e)", 2);
+    if (what == "chaos") return pice::cli::RunBenchChaos(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos)",
+                           2);
   }
   std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
