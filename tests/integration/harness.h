@@ -5,7 +5,10 @@
 #ifndef PICE_TESTS_INTEGRATION_HARNESS_H_
 #define PICE_TESTS_INTEGRATION_HARNESS_H_
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -122,6 +125,11 @@ class Process {
     if (waitpid(pid_, &status_, WNOHANG) == pid_) pid_ = -1;
     return pid_ > 0;
   }
+  pid_t pid() const { return pid_; }
+  // Sends `sig` without waiting (e.g. SIGTERM to watch a drain).
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   std::string Stdout() const { return ReadFile(stdout_path_); }
   std::string Stderr() const { return ReadFile(stderr_path_); }
 
@@ -213,6 +221,33 @@ inline grpc::Status RunQuery(v1::Pice::Stub* stub, const v1::QueryRequest& req,
   v1::QueryEvent ev;
   while (reader->Read(&ev)) events->push_back(ev);
   return reader->Finish();
+}
+
+// Resident memory of a process in KiB (VmRSS), 0 when unknown.
+inline long RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return 0;
+}
+
+// A loopback port that was free a moment ago (for a node that must come back on it).
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 // Runs a command line (through /bin/sh) and returns its exit code; output in *out.
