@@ -150,17 +150,19 @@ std::vector<std::string> IncrementalSketchParser::Update(std::string_view text) 
   if (saturated_) return out;
   Scan s = options_.mode == SketchParseOptions::Mode::kSentences ? ScanSentences(text, false)
                                                                   : ScanMarkers(text, false, options_);
-  if (!options_.truncate_over_budget && options_.max_points > 0 &&
-      s.markers > options_.max_points) {
-    saturated_ = unusable_ = true;
-    unusable_reason_ = absl::StrCat("more than ", options_.max_points, " points");
-    return out;
-  }
   std::vector<std::string> valid;
   for (auto raw : s.points) {
     std::string p(TrimChars(raw, options_.strip_chars));
     if (p.empty()) continue;
     valid.push_back(std::move(p));
+  }
+  // Over the budget counts non-empty points, as Finish does: a marker with nothing after
+  // it (" 1. a 2. 3. b") is no point.
+  if (!options_.truncate_over_budget && options_.max_points > 0 &&
+      static_cast<int>(valid.size()) > options_.max_points) {
+    saturated_ = unusable_ = true;
+    unusable_reason_ = absl::StrCat("more than ", options_.max_points, " points");
+    return out;
   }
   for (size_t k = emitted_.size(); k < valid.size(); ++k) {
     const std::string& p = valid[k];

@@ -117,6 +117,21 @@ TEST(SketchParserTest, IncrementalBudgetSaturates) {
   EXPECT_EQ(p.Finish("1. a 2. b 3. ").points, (Points{"a", "b"}));
 }
 
+TEST(SketchParserTest, IncrementalBudgetCountsOnlyNonEmptyPoints) {
+  // A marker with nothing after it is no point, in the stream as in the whole parse
+  // (found by sketch_parser_fuzz: the stream counted markers and refused this sketch).
+  SketchParseOptions o;
+  o.max_points = 2;
+  o.truncate_over_budget = false;
+  IncrementalSketchParser p(o);
+  EXPECT_EQ(p.Update("1. a 2. 3. b").size(), 1u);
+  EXPECT_FALSE(p.Saturated());
+  ParsedSketch s = p.Finish("1. a 2. 3. b");
+  EXPECT_TRUE(s.split) << s.reason;
+  EXPECT_EQ(s.points, (Points{"a", "b"}));
+  EXPECT_EQ(ParseSketch("1. a 2. 3. b", o).points, s.points);
+}
+
 TEST(SketchParserTest, IncrementalBadPointStopsAndFallsBack) {
   IncrementalSketchParser p(Arith());
   EXPECT_EQ(p.Update(" 1. 12+7 2. ").size(), 1u);
