@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 #include "cloud/templates.h"
@@ -51,25 +50,6 @@ bool RefUtf8(std::string_view s) {
     i += len;
   }
   return true;
-}
-
-// ValidateExpandRequest's default max_tokens comes from the template (an int in older
-// trees); both forms are accepted so the target builds across that change.
-template <typename F>
-auto ValidateExpand(F f, const pice::v1::ExpandRequest& r, const pice::RequestLimits& l) {
-  if constexpr (std::is_invocable_v<F, const pice::v1::ExpandRequest&, const pice::RequestLimits&, int>) {
-    return f(r, l, 64);
-  } else {
-    pice::PromptTemplate t;
-    t.expand.max_tokens = 64;
-    t.full.max_tokens = 64;
-    return f(r, l, t);
-  }
-}
-template <typename J>
-bool WholeQuestion(const J& job) {
-  if constexpr (requires { job.whole_question; }) return job.whole_question;
-  return false;
 }
 
 void CheckOptions(const pice::GenerateOptions& o, const pice::SamplingLimits& l) {
@@ -185,9 +165,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       l.max_tokens = 32;
       l.max_stop = 4;
       l.max_stop_bytes = 16;
-      auto job = ValidateExpand(&pice::ValidateExpandRequest, r, l);
+      pice::PromptTemplate tmpl;
+      tmpl.expand.max_tokens = 64;
+      tmpl.full.max_tokens = 64;
+      auto job = pice::ValidateExpandRequest(r, l, tmpl);
       if (job.ok()) {
-        if (WholeQuestion(*job)) {
+        if (job->whole_question) {
           if (job->question.empty()) Fail("empty whole question accepted");
         } else {
           if (job->sketch.empty() || job->sketch.size() > 8) Fail("bad sketch size accepted");
