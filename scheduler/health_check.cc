@@ -87,6 +87,11 @@ void CheckHealthAsync(const std::shared_ptr<grpc::Channel>& channel, const std::
                             }
                             st = DecodeHealthResponse(b);
                           }
+                          // Drop the stub's channel reference while the caller still holds
+                          // its own: the last reference to a grpc::Channel must never go
+                          // on a callback thread (~Channel tears down the callback queue
+                          // that thread runs: a double free).
+                          call->stub.reset();
                           done(s, st);
                         });
 }
