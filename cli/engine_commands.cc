@@ -22,26 +22,6 @@ int DefaultThreads() {
   return n == 0 ? 1 : int(std::min(n, 64u));
 }
 
-// Text as JSON-safe UTF-8: invalid bytes become U+FFFD.
-std::string Utf8Safe(const std::string& s) {
-  std::string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 int Fail(const std::string& cmd, const std::string& message, int code) {
@@ -131,7 +111,7 @@ int RunGenerate(const std::vector<std::string>& argv) {
     json j;
     j["prompt_tokens"] = r.prompt_tokens;
     j["tokens"] = r.tokens;
-    j["text"] = Utf8Safe(r.text);
+    j["text"] = ToValidUtf8(r.text);
     j["logprobs"] = r.logprobs;
     j["finish_reason"] = FinishReasonName(r.finish);
     j["prefill_tokens_per_s"] = r.prefill_seconds > 0 ? double(r.prompt_tokens.size()) / r.prefill_seconds : 0.0;

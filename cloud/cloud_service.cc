@@ -8,6 +8,7 @@
 #include "common/status.h"
 #include "edge/expand_rpc.h"
 #include "engine/status_macros.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "spdlog/spdlog.h"
 
 namespace pice {
@@ -161,7 +162,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
       v1::SketchEvent ev;
       ev.set_request_id(id);
       ev.mutable_point()->set_index(st->sent++);
-      ev.mutable_point()->set_text(p);
+      ev.mutable_point()->set_text(ToValidUtf8(p));
       reactor->Write(std::move(ev));
     }
     if (st->parser->Saturated()) {
@@ -186,7 +187,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
       v1::SketchEvent ev;
       ev.set_request_id(id);
       ev.mutable_point()->set_index(static_cast<int>(k));
-      ev.mutable_point()->set_text(parsed.points[k]);
+      ev.mutable_point()->set_text(ToValidUtf8(parsed.points[k]));
       reactor->Write(std::move(ev));
     }
     v1::SketchEvent ev;
@@ -194,7 +195,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     v1::SketchDone* d = ev.mutable_done();
     d->set_split(parsed.split);
     d->set_finish_reason(WireFinish(res->finish, st->stopped_by_us));
-    d->set_raw(text);
+    d->set_raw(ToValidUtf8(text));
     d->set_prompt_tokens(static_cast<int64_t>(res->prompt_tokens.size()));
     d->set_generated_tokens(static_cast<int64_t>(res->tokens.size()));
     d->set_node(node);
@@ -249,7 +250,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     if (text.empty()) return;
     v1::GenerateEvent ev;
     ev.set_request_id(id);
-    ev.mutable_delta()->set_text(std::move(text));
+    ev.mutable_delta()->set_text(ToValidUtf8(text));
     reactor->Write(std::move(ev));
   };
   EngineRequest r;

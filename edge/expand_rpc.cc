@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "engine/status_macros.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace pice {
 
@@ -70,7 +71,7 @@ void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,
                         v1::ExpandResponse* resp) {
   resp->set_request_id(req.request_id());
   resp->set_index(req.index());
-  resp->set_text(out.answer);
+  resp->set_text(ToValidUtf8(out.answer));
   resp->set_node(node);
   const ExpandCandidate& sel = out.candidates[out.selected];
   resp->set_model(sel.member);
@@ -79,7 +80,7 @@ void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,
   for (const auto& c : out.candidates) {
     v1::Candidate* pc = resp->add_candidates();
     pc->set_model(c.member);
-    pc->set_text(c.text);
+    pc->set_text(ToValidUtf8(c.text));
     pc->set_mean_logprob(c.mean_logprob);
     pc->set_consensus(c.consensus);
     pc->set_score(c.score);

@@ -188,6 +188,40 @@ std::string Tokenizer::Decode(const std::vector<Token>& ids, bool special) const
   return out;
 }
 
+std::string ToValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) { len = 1; cp = c; }
+    else if ((c >> 5) == 6) { len = 2; cp = c & 0x1F; }
+    else if ((c >> 4) == 14) { len = 3; cp = c & 0x0F; }
+    else if ((c >> 3) == 30) { len = 4; cp = c & 0x07; }
+    bool ok = len > 0 && i + len <= s.size();
+    for (int k = 1; ok && k < len; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      ok = (cc >> 6) == 2;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Reject overlong forms, surrogates and values past U+10FFFF.
+    if (ok) {
+      ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) && !(len == 4 && cp < 0x10000) &&
+           !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
+    }
+    if (ok) {
+      out.append(s.data() + i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 bool Tokenizer::IsEog(Token id) const {
   return id >= 0 && std::binary_search(eog_.begin(), eog_.end(), id);
 }

@@ -62,6 +62,11 @@ class Tokenizer {
   bool add_bos_ = false, add_eos_ = false;
 };
 
+// `text` with every invalid or truncated UTF-8 sequence replaced by U+FFFD. Decoded
+// model output may be invalid UTF-8 (byte tokens, random weights); protobuf string
+// fields and JSON must not carry it.
+std::string ToValidUtf8(std::string_view text);
+
 // One chat message.
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant"

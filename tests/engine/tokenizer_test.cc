@@ -513,3 +513,21 @@ TEST(TokenizerSpeed, LoadAndEncode) {
 
 }  // namespace
 }  // namespace pice
+
+namespace pice {
+namespace {
+
+TEST(TokenizerUtf8Test, ToValidUtf8ReplacesOnlyInvalidSequences) {
+  EXPECT_EQ(ToValidUtf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(ToValidUtf8("na\xC3\xAFve \xE2\x82\xAC \xF0\x9F\xA6\x99"), "na\xC3\xAFve \xE2\x82\xAC \xF0\x9F\xA6\x99");
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(ToValidUtf8("a\xFF" "b"), "a" + fffd + "b");            // never valid
+  EXPECT_EQ(ToValidUtf8("a\xE2\x82"), "a" + fffd + fffd);           // truncated at the end
+  EXPECT_EQ(ToValidUtf8("\xC0\xAF"), fffd + fffd);                  // overlong '/'
+  EXPECT_EQ(ToValidUtf8("\xED\xA0\x80"), fffd + fffd + fffd);       // a surrogate
+  EXPECT_EQ(ToValidUtf8("\xF4\x90\x80\x80"), fffd + fffd + fffd + fffd);  // past U+10FFFF
+  EXPECT_EQ(ToValidUtf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
+
+}  // namespace
+}  // namespace pice
