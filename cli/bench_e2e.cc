@@ -125,12 +125,15 @@ double DirectCloudMs(v1::Cloud::Stub* cloud, const std::string& question, double
 
 int RunBenchE2e(const std::vector<std::string>& argv) {
   const char* c = "bench e2e";
-  auto a = Args::Parse(argv, {"eval", "target", "cloud", "queries", "concurrency", "timeout", "config"},
+  auto a = Args::Parse(argv, {"eval", "target", "cloud", "queries", "concurrency", "timeout", "config",
+                              "models", "overhead-queries"},
                        {"json"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
   auto n = a->Int("queries", 60, 1, 100000);
   auto conc = a->Int("concurrency", 4, 1, 256);
   auto timeout = a->Float("timeout", 60, 0, 3600);
+  auto overhead_n = a->Int("overhead-queries", 40, 0, 100000);
+  if (!overhead_n.ok()) return Fail(c, std::string(overhead_n.status().message()), 2);
   if (!n.ok() || !conc.ok() || !timeout.ok()) {
     return Fail(c, std::string((!n.ok() ? n.status() : !conc.ok() ? conc.status() : timeout.status()).message()), 2);
   }
@@ -157,6 +160,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     LocalOptions lo;
     lo.port = 0;
     lo.config_path = a->Str("config");
+    lo.models_dir = a->Str("models");
     auto s = LocalStack::Start(lo);
     if (!s.ok()) return Fail(c, std::string(s.status().message()));
     stack = *std::move(s);
@@ -171,16 +175,16 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   out["questions"] = independent.size();
   out["concurrency"] = *conc;
   // Warm-up: a few queries on each route.
-  std::vector<Question> warm(independent.begin(), independent.begin() + std::min<size_t>(4, independent.size()));
+  std::vector<Question> warm(independent.begin(), independent.begin() + std::min<size_t>(2, independent.size()));
   RunRoute(stub.get(), warm, v1::ROUTE_CLOUD, 1, *timeout);
   RunRoute(stub.get(), warm, v1::ROUTE_SKETCH, 1, *timeout);
   for (auto [route, name] : {std::pair{v1::ROUTE_CLOUD, "cloud"}, std::pair{v1::ROUTE_SKETCH, "sketch"}}) {
     out["routes"][name] = RouteJson(RunRoute(stub.get(), independent, route, int(*conc), *timeout));
   }
-  if (!cloud_addr.empty()) {
+  if (!cloud_addr.empty() && *overhead_n > 0) {
     auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr));
     std::vector<double> via, direct, diff;
-    const size_t m = std::min<size_t>(independent.size(), 40);
+    const size_t m = std::min<size_t>(independent.size(), size_t(*overhead_n));
     for (size_t i = 0; i < m; ++i) {
       // Each question once each way first, so both measured calls find the cloud's
       // prefix cache equally warm; then the measured pair.

@@ -136,6 +136,35 @@ Scan ScanSentences(std::string_view t, bool final) {
   return s;
 }
 
+// Consecutive pieces of about `n` bytes, each ended at a UTF-8 boundary; the last, short
+// one only when `final`.
+Scan ScanChunks(std::string_view t, size_t n, bool final) {
+  Scan s;
+  s.shape = "chunks";
+  size_t start = 0;
+  while (start < t.size()) {
+    size_t end = start + std::max<size_t>(n, 1);
+    while (end < t.size() && (static_cast<unsigned char>(t[end]) & 0xC0) == 0x80) ++end;
+    if (end >= t.size()) {
+      if (final) s.points.push_back(t.substr(start));
+      break;
+    }
+    s.points.push_back(t.substr(start, end - start));
+    start = end;
+  }
+  s.markers = static_cast<int>(s.points.size());
+  return s;
+}
+
+Scan ScanFor(std::string_view t, const SketchParseOptions& o, bool final) {
+  switch (o.mode) {
+    case SketchParseOptions::Mode::kSentences: return ScanSentences(t, final);
+    case SketchParseOptions::Mode::kChunks: return ScanChunks(t, o.chunk_chars, final);
+    case SketchParseOptions::Mode::kNumbered: break;
+  }
+  return ScanMarkers(t, final, o);
+}
+
 }  // namespace
 
 std::string_view TrimChars(std::string_view s, std::string_view chars) {
@@ -148,8 +177,7 @@ std::string_view TrimChars(std::string_view s, std::string_view chars) {
 std::vector<std::string> IncrementalSketchParser::Update(std::string_view text) {
   std::vector<std::string> out;
   if (saturated_) return out;
-  Scan s = options_.mode == SketchParseOptions::Mode::kSentences ? ScanSentences(text, false)
-                                                                  : ScanMarkers(text, false, options_);
+  Scan s = ScanFor(text, options_, false);
   std::vector<std::string> valid;
   for (auto raw : s.points) {
     std::string p(TrimChars(raw, options_.strip_chars));
@@ -206,10 +234,9 @@ ParsedSketch IncrementalSketchParser::Finish(std::string_view text) {
       return no_split(whole.empty() ? "empty sketch" : "the model said do not split");
     }
   }
-  const bool sentences = options_.mode == SketchParseOptions::Mode::kSentences;
-  Scan s = sentences ? ScanSentences(text, true) : ScanMarkers(text, true, options_);
+  Scan s = ScanFor(text, options_, true);
   std::string shape = s.shape;
-  if (s.markers == 0 && !sentences) {
+  if (s.markers == 0 && options_.mode == SketchParseOptions::Mode::kNumbered) {
     // The model ignored the format: one point per non-empty line, if that looks sane.
     s.points.clear();
     size_t start = 0;

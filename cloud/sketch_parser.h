@@ -29,8 +29,12 @@
 namespace pice {
 
 struct SketchParseOptions {
-  enum class Mode { kNumbered, kSentences };
+  // kNumbered: "1. a 2. b" (bullets and lines as fall-backs); kSentences: one point per
+  // sentence or line; kChunks: consecutive pieces of chunk_chars bytes (cut at UTF-8
+  // boundaries) — for benchmarks with random-weight models, whose text has no structure.
+  enum class Mode { kNumbered, kSentences, kChunks };
   Mode mode = Mode::kNumbered;
+  size_t chunk_chars = 32;         // kChunks: bytes per point
   // Trimmed sketch texts that mean "do not split" (compared case-insensitively).
   std::vector<std::string> no_split = {"-", ""};
   int max_points = 0;              // 0 = no limit

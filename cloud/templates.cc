@@ -62,11 +62,15 @@ absl::Status LoadPart(const ConfigNode& root, const std::string& key, PromptPart
 absl::Status LoadParse(const ConfigNode& n, SketchParseOptions* p) {
   PICE_RETURN_IF_ERROR(n.CheckKeys({"mode", "no_split", "min_points", "max_point_chars",
                                     "point_regex", "over_budget", "points_end_at_newline",
-                                    "strip"}));
+                                    "strip", "chunk_chars"}));
   std::string mode = "numbered";
-  PICE_RETURN_IF_ERROR(n.ReadEnum("mode", &mode, {"numbered", "sentences"}));
+  PICE_RETURN_IF_ERROR(n.ReadEnum("mode", &mode, {"numbered", "sentences", "chunks"}));
   p->mode = mode == "sentences" ? SketchParseOptions::Mode::kSentences
+            : mode == "chunks"  ? SketchParseOptions::Mode::kChunks
                                 : SketchParseOptions::Mode::kNumbered;
+  int chunk = static_cast<int>(p->chunk_chars);
+  PICE_RETURN_IF_ERROR(n.ReadInt("chunk_chars", &chunk, 1, 100000));
+  p->chunk_chars = chunk;
   PICE_RETURN_IF_ERROR(n.ReadStringList("no_split", &p->no_split));
   p->no_split.push_back("");  // an empty sketch never splits
   PICE_RETURN_IF_ERROR(n.ReadInt("min_points", &p->min_points, 1, 64));

@@ -122,9 +122,13 @@ absl::Status WriteRandomModel(const GenModelOptions& o, const std::string& path)
     tokens.push_back(c);
     types.push_back(3);
   }
+  // Fillers are ordinary word tokens (" w123" in GPT-2's byte alphabet, where 'Ġ' is a
+  // space), so a random model's output is readable, valid UTF-8 text of roughly one
+  // word per token: benchmarks can split and measure it. No merge produces them, so
+  // tokenization is unaffected.
   while (int(tokens.size()) < o.n_vocab) {
-    tokens.push_back(absl::StrCat("<|filler_", tokens.size(), "|>"));
-    types.push_back(5);  // unused
+    tokens.push_back(absl::StrCat("\xC4\xA0w", tokens.size()));
+    types.push_back(1);
   }
   w.SetString("tokenizer.ggml.model", "gpt2");
   w.SetString("tokenizer.ggml.pre", qwen ? "qwen2" : "llama-bpe");

@@ -162,7 +162,9 @@ for t in "${targets[@]}"; do
   echo "fuzz: running $t for ${secs}s" >&2
   rc=0
   # -rss_limit_mb: ASan's shadow and the three vocabularies stay well below it.
-  "$out/$t" "$out/corpus-$t" -max_total_time="$secs" -max_len=$max_len -timeout=10 \
+  # -seed: fixed by default so a CI run repeats the mutations already explored here
+  # (set PICE_FUZZ_SEED=0 for a random seed on long local runs).
+  "$out/$t" "$out/corpus-$t" -seed="${PICE_FUZZ_SEED:-1}" -max_total_time="$secs" -max_len=$max_len -timeout=10 \
     -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="fuzz-out/$t-" \
     $dict ${PICE_FUZZ_ARGS:-} > "$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

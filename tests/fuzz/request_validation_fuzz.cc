@@ -102,10 +102,14 @@ void CheckDeltas(std::string_view in) {
     text.append(piece);
     sent += ds.Push(piece);
     if (sent != ds.sent()) Fail("sent() disagrees with the deltas");
-    if (sep == std::string_view::npos) break;
+    // The engine stops at the first piece (token) after which a stop string appears;
+    // nothing later is generated.
+    bool stopped = false;
+    for (const auto& s : stop) stopped = stopped || (!s.empty() && text.find(s) != std::string::npos);
+    if (stopped || sep == std::string_view::npos) break;
     rest = rest.substr(sep + 1);
   }
-  // The engine's final text: cut at the earliest stop string.
+  // The engine's final text: cut at the earliest stop string present when it stopped.
   std::string final_text = text;
   size_t cut = std::string::npos;
   for (const auto& s : stop) {

@@ -154,3 +154,29 @@ TEST(SketchParserTest, Sentences) {
 
 }  // namespace
 }  // namespace pice
+
+namespace pice {
+namespace {
+
+// Chunks mode (benchmark templates for random-weight models): equal pieces, cut at
+// UTF-8 boundaries, streamed as each completes, the short tail only at the end.
+TEST(SketchParserChunksTest, SplitsIntoPiecesAtUtf8Boundaries) {
+  SketchParseOptions o;
+  o.mode = SketchParseOptions::Mode::kChunks;
+  o.chunk_chars = 4;
+  o.max_points = 3;
+  o.strip_chars = "";
+  o.no_split = {""};
+  IncrementalSketchParser p(o);
+  EXPECT_TRUE(p.Update("abc").empty());
+  EXPECT_EQ(p.Update("abcdef"), std::vector<std::string>({"abcd"}));
+  // "\xC3\xA9" (é) straddles the next cut: the piece ends after it.
+  EXPECT_EQ(p.Update("abcdefg\xC3\xA9hij"), std::vector<std::string>({"efg\xC3\xA9"}));
+  ParsedSketch r = p.Finish("abcdefg\xC3\xA9hijklmnop");
+  ASSERT_TRUE(r.split) << r.reason;
+  EXPECT_EQ(r.points, std::vector<std::string>({"abcd", "efg\xC3\xA9", "hijk"}));  // budget 3
+  EXPECT_FALSE(ParseSketch("", o).split);
+}
+
+}  // namespace
+}  // namespace pice
