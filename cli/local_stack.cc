@@ -237,6 +237,12 @@ absl::StatusOr<std::string> FindModelsDir(const std::string& flag) {
   std::vector<fs::path> tried;
   if (!flag.empty()) {
     tried = {fs::path(flag), fs::path(flag) / "pice-arith"};
+    std::error_code ec;
+    // An explicit directory without the pice-arith models is still fine: a --config may
+    // name other models in it (${models}/...).
+    if (!HasModels(tried[0]) && !HasModels(tried[1]) && fs::is_directory(flag, ec)) {
+      return fs::weakly_canonical(flag, ec).string();
+    }
   } else {
     if (const char* env = std::getenv("PICE_MODELS_DIR")) {
       tried.push_back(env);

@@ -20,7 +20,8 @@ struct LocalOptions {
   std::string models_dir;   // "" = search PICE_MODELS_DIR, ./models, <exe>/../models, ...
 };
 
-// Where the bundled models are: `flag` when set, else $PICE_MODELS_DIR, ./models,
+// Where the bundled models are: `flag` when set (any directory: a --config may name
+// other models in it), else $PICE_MODELS_DIR, ./models,
 // <exe dir>/../models, <exe dir>/models, and the source tree's models/. NOT_FOUND lists
 // the places tried.
 absl::StatusOr<std::string> FindModelsDir(const std::string& flag);
