@@ -107,6 +107,15 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
   const int q_dim = n_head * hd, kv_dim = n_kv * hd, n_ff = hp.n_ff, n_pairs = hp.n_rot / 2;
   const int group = n_head / n_kv;
   const float kq_scale = 1.0f / std::sqrt(float(hd));
+  // xn = RMSNorm(x) * w for every token; per token, so any split gives the same values.
+  auto NormRows = [&](const float* w, int n_rows) {
+    auto rows = [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        RmsNorm(&x_[size_t(t) * n_embd], w, &xn_[size_t(t) * n_embd], n_embd, hp.rms_eps);
+      }
+    };
+    if (n_rows >= 4) pool_.ParallelFor(n_rows, 1, rows); else rows(0, n_rows);
+  };
 
   // Per-token bookkeeping: which entry, which position.
   std::vector<int> tok_entry(T), tok_pos(T);
@@ -150,9 +159,7 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
 
   for (int il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& L = model_.layers()[il];
-    for (int t = 0; t < T; ++t) {
-      RmsNorm(&x_[size_t(t) * n_embd], L.attn_norm, &xn_[size_t(t) * n_embd], n_embd, hp.rms_eps);
-    }
+    NormRows(L.attn_norm, T);
     kernels::MatMul(L.wq, xn_.data(), T, q_.data(), &pool_);
     kernels::MatMul(L.wk, xn_.data(), T, k_.data(), &pool_);
     kernels::MatMul(L.wv, xn_.data(), T, v_.data(), &pool_);
@@ -210,12 +217,15 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
     kernels::MatMul(L.wo, att_.data(), T, tmp_.data(), &pool_);
     for (size_t i = 0; i < size_t(T) * n_embd; ++i) x_[i] += tmp_[i];
 
-    for (int t = 0; t < T; ++t) {
-      RmsNorm(&x_[size_t(t) * n_embd], L.ffn_norm, &xn_[size_t(t) * n_embd], n_embd, hp.rms_eps);
-    }
+    NormRows(L.ffn_norm, T);
     kernels::MatMul(L.w_gate, xn_.data(), T, ffn_a_.data(), &pool_);
     kernels::MatMul(L.w_up, xn_.data(), T, ffn_b_.data(), &pool_);
-    for (size_t i = 0; i < size_t(T) * n_ff; ++i) ffn_a_[i] = Silu(ffn_a_[i]) * ffn_b_[i];
+    // SwiGLU, elementwise (so any split over threads gives the same values).
+    const int64_t n_act = int64_t(T) * n_ff;
+    auto swiglu = [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) ffn_a_[i] = Silu(ffn_a_[i]) * ffn_b_[i];
+    };
+    if (n_act >= 16384) pool_.ParallelFor(n_act, 4096, swiglu); else swiglu(0, n_act);
     kernels::MatMul(L.w_down, ffn_a_.data(), T, tmp_.data(), &pool_);
     for (size_t i = 0; i < size_t(T) * n_embd; ++i) x_[i] += tmp_[i];
   }
