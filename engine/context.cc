@@ -181,35 +181,49 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
       std::memcpy(kv->V(il, tok_pos[t]), v, sizeof(float) * kv_dim);
     }
 
-    // Causal attention, one task per (token, head).
-    pool_.ParallelFor(int64_t(T) * n_head, 1, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<float> scores;
+    // Causal attention, one task per (token, KV head): the `group` query heads that share
+    // a KV head read each cached key and value row once. Per query head the arithmetic
+    // and its order are those of one head alone.
+    pool_.ParallelFor(int64_t(T) * n_kv, 1, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scores, mx, inv;  // [group][n_keys], [group], [group]
+      if (mx.size() < size_t(group)) {
+        mx.resize(group);
+        inv.resize(group);
+      }
       for (int64_t task = begin; task < end; ++task) {
-        const int t = int(task / n_head), h = int(task % n_head), kvh = h / group;
+        const int t = int(task / n_kv), kvh = int(task % n_kv), h0 = kvh * group;
         const KvCache* kv = batch[tok_entry[t]].kv;
         const int n_keys = tok_pos[t] + 1;
-        if (int(scores.size()) < n_keys) scores.resize(n_keys);
-        const float* q = &q_[size_t(t) * q_dim + size_t(h) * hd];
-        float mx = -INFINITY;
+        if (scores.size() < size_t(group) * n_keys) scores.resize(size_t(group) * n_keys);
+        const float* q0 = &q_[size_t(t) * q_dim + size_t(h0) * hd];
+        for (int g = 0; g < group; ++g) mx[g] = -INFINITY;
         for (int j = 0; j < n_keys; ++j) {
           const float* kr = kv->K(il, j) + size_t(kvh) * hd;
-          float s = kernels::DotF32(q, kr, hd) * kq_scale;
-          scores[j] = s;
-          mx = std::max(mx, s);
+          for (int g = 0; g < group; ++g) {
+            const float sc = kernels::DotF32(q0 + size_t(g) * hd, kr, hd) * kq_scale;
+            scores[size_t(g) * n_keys + j] = sc;
+            mx[g] = std::max(mx[g], sc);
+          }
         }
-        double sum = 0.0;
-        for (int j = 0; j < n_keys; ++j) {
-          const float e = std::exp(scores[j] - mx);
-          scores[j] = e;
-          sum += e;
+        for (int g = 0; g < group; ++g) {
+          float* sg = &scores[size_t(g) * n_keys];
+          double sum = 0.0;
+          for (int j = 0; j < n_keys; ++j) {
+            const float e = std::exp(sg[j] - mx[g]);
+            sg[j] = e;
+            sum += e;
+          }
+          inv[g] = float(1.0 / sum);
         }
-        const float inv = float(1.0 / sum);
-        float* out = &att_[size_t(t) * q_dim + size_t(h) * hd];
-        std::fill(out, out + hd, 0.0f);
+        float* out0 = &att_[size_t(t) * q_dim + size_t(h0) * hd];
+        std::fill(out0, out0 + size_t(group) * hd, 0.0f);
         for (int j = 0; j < n_keys; ++j) {
-          const float w = scores[j] * inv;
           const float* vr = kv->V(il, j) + size_t(kvh) * hd;
-          for (int d = 0; d < hd; ++d) out[d] += w * vr[d];
+          for (int g = 0; g < group; ++g) {
+            const float w = scores[size_t(g) * n_keys + j] * inv[g];
+            float* out = out0 + size_t(g) * hd;
+            for (int d = 0; d < hd; ++d) out[d] += w * vr[d];
+          }
         }
       }
     });
