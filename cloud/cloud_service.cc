@@ -14,9 +14,7 @@
 namespace pice {
 namespace {
 
-grpc::Status Draining() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the node is draining; retry elsewhere");
-}
+absl::Status Draining() { return absl::UnavailableError("the node is draining; retry elsewhere"); }
 
 // Finish reason on the wire: a generation the service stopped on purpose is STOP.
 v1::FinishReason WireFinish(FinishReason r, bool stopped_by_us) {
@@ -34,6 +32,13 @@ void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& s, const
 }
 
 }  // namespace
+
+absl::Status CloudService::CheckRequest(const std::string& request_id,
+                                       const std::string& question) const {
+  if (draining_) return Draining();
+  PICE_RETURN_IF_ERROR(ValidateRequestId(request_id));
+  return ValidateText(question, "question", options_.limits.max_question_bytes);
+}
 
 bool CloudService::Idle() const {
   const EngineStats st = engine_->stats();
@@ -112,15 +117,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
-  if (draining_) {
-    reactor->Finish(Draining());
-    return reactor.get();
-  }
-  if (auto s = ValidateRequestId(req->request_id()); !s.ok()) return fail(s);
-  if (auto s = ValidateText(req->question(), "question", options_.limits.max_question_bytes);
-      !s.ok()) {
-    return fail(s);
-  }
+  if (auto s = CheckRequest(req->request_id(), req->question()); !s.ok()) return fail(s);
   if (req->max_points() < 0 || req->max_points() > options_.limits.max_points) {
     return fail(absl::InvalidArgumentError(absl::StrCat(
         "max_points: must be in [0, ", options_.limits.max_points, "] (0 = template default ",
@@ -220,15 +217,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
-  if (draining_) {
-    reactor->Finish(Draining());
-    return reactor.get();
-  }
-  if (auto s = ValidateRequestId(req->request_id()); !s.ok()) return fail(s);
-  if (auto s = ValidateText(req->question(), "question", options_.limits.max_question_bytes);
-      !s.ok()) {
-    return fail(s);
-  }
+  if (auto s = CheckRequest(req->request_id(), req->question()); !s.ok()) return fail(s);
   auto gen = Options(req->params(), template_.full);
   if (!gen.ok()) return fail(gen.status());
   BuiltPrompt built = BuildFullPrompt(template_, req->question());
@@ -305,7 +294,7 @@ grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
                                                v1::ExpandResponse* resp) {
   auto reactor = UnaryReactor<v1::ExpandResponse>::Create(resp);
   if (draining_) {
-    reactor->Finish(Draining());
+    reactor->Finish(ToGrpcStatus(Draining()));
     return reactor.get();
   }
   auto job = ValidateExpandRequest(*req, options_.limits, template_);

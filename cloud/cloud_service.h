@@ -46,6 +46,9 @@ class CloudService final : public v1::Cloud::CallbackService {
  private:
   CloudService() = default;
   absl::StatusOr<GenerateOptions> Options(const v1::SamplingParams& p, const PromptPart& part) const;
+  // What Sketch and Generate check first: UNAVAILABLE while draining, INVALID_ARGUMENT
+  // naming `request_id` or `question`.
+  absl::Status CheckRequest(const std::string& request_id, const std::string& question) const;
 
   CloudOptions options_;
   PromptTemplate template_;
