@@ -27,7 +27,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -109,14 +108,11 @@ std::string Slurp(const std::string& path) {
 }
 
 bool HealthServing(const std::string& address, const char* service) {
-  auto channel = MakeClientChannel(address);
-  std::promise<bool> p;
-  scheduler::CheckHealthAsync(
-      channel, service, std::chrono::system_clock::now() + std::chrono::milliseconds(300),
-      [&p](const grpc::Status& s, scheduler::ServingStatus st) {
-        p.set_value(s.ok() && st == scheduler::ServingStatus::kServing);
-      });
-  return p.get_future().get();
+  grpc::Status s;
+  const scheduler::ServingStatus st = scheduler::CheckHealth(
+      MakeClientChannel(address), service,
+      std::chrono::system_clock::now() + std::chrono::milliseconds(300), &s);
+  return s.ok() && st == scheduler::ServingStatus::kServing;
 }
 
 // A node process started with --config and --port_file, restartable on its port.

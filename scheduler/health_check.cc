@@ -2,9 +2,6 @@
 
 #include <vector>
 
-#include "grpcpp/client_context.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/support/byte_buffer.h"
 
 namespace pice::scheduler {
 
@@ -54,46 +51,49 @@ ServingStatus DecodeHealthResponse(const std::string& bytes) {
   return status;
 }
 
-namespace {
-
-struct HealthCall {
-  grpc::ClientContext ctx;
-  grpc::ByteBuffer request, response;
-  std::unique_ptr<grpc::GenericStub> stub;
-};
-
-}  // namespace
-
-void CheckHealthAsync(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
-                      std::chrono::system_clock::time_point deadline,
-                      std::function<void(const grpc::Status&, ServingStatus)> done) {
-  auto call = std::make_shared<HealthCall>();
-  call->ctx.set_deadline(deadline);
+HealthCheck::HealthCheck(std::shared_ptr<grpc::Channel> channel, const std::string& service,
+                         std::chrono::system_clock::time_point deadline)
+    : channel_(std::move(channel)), stub_(std::make_unique<grpc::GenericStub>(channel_)) {
+  ctx_.set_deadline(deadline);
   const std::string bytes = EncodeHealthRequest(service);
   grpc::Slice slice(bytes);
-  call->request = grpc::ByteBuffer(&slice, 1);
-  call->stub = std::make_unique<grpc::GenericStub>(channel);
-  call->stub->UnaryCall(&call->ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                        &call->request, &call->response,
-                        [call, done = std::move(done)](grpc::Status s) {
-                          ServingStatus st = ServingStatus::kUnknown;
-                          if (s.ok()) {
-                            std::vector<grpc::Slice> slices;
-                            std::string b;
-                            if (call->response.Dump(&slices).ok()) {
-                              for (const auto& sl : slices) {
-                                b.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-                              }
-                            }
-                            st = DecodeHealthResponse(b);
-                          }
-                          // Drop the stub's channel reference while the caller still holds
-                          // its own: the last reference to a grpc::Channel must never go
-                          // on a callback thread (~Channel tears down the callback queue
-                          // that thread runs: a double free).
-                          call->stub.reset();
-                          done(s, st);
-                        });
+  request_ = grpc::ByteBuffer(&slice, 1);
+  // The callback captures only `this`, which it must not touch once done_ is set: the
+  // owner may destroy the call from then on.
+  stub_->UnaryCall(&ctx_, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_,
+                   &response_, [this](grpc::Status s) {
+                     ServingStatus st = ServingStatus::kUnknown;
+                     if (s.ok()) {
+                       std::vector<grpc::Slice> slices;
+                       std::string b;
+                       if (response_.Dump(&slices).ok()) {
+                         for (const auto& sl : slices) {
+                           b.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+                         }
+                       }
+                       st = DecodeHealthResponse(b);
+                     }
+                     std::lock_guard<std::mutex> lock(mu_);
+                     status_ = std::move(s);
+                     serving_ = st;
+                     done_ = true;
+                     cv_.notify_all();
+                   });
+}
+
+HealthCheck::~HealthCheck() { Wait(); }
+
+void HealthCheck::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return done_; });
+}
+
+ServingStatus CheckHealth(std::shared_ptr<grpc::Channel> channel, const std::string& service,
+                          std::chrono::system_clock::time_point deadline, grpc::Status* status) {
+  HealthCheck check(std::move(channel), service, deadline);
+  check.Wait();
+  if (status) *status = check.status();
+  return check.serving();
 }
 
 }  // namespace pice::scheduler

@@ -124,7 +124,7 @@ constexpr char kDegradedCaveat[] =
 QueryRun::QueryRun(NodeRegistry* registry, const SchedulerOptions* options,
                    v1::QueryRequest request, std::chrono::system_clock::time_point deadline,
                    EmitFn emit, FinishFn finish)
-    : registry_(registry), options_(options), request_(std::move(request)), deadline_(deadline),
+    : registry_use_(registry->Use()), registry_(registry), options_(options), request_(std::move(request)), deadline_(deadline),
       start_(absl::Now()), emit_(std::move(emit)), finish_(std::move(finish)) {}
 
 double QueryRun::MsSinceStart() const { return absl::ToDoubleMilliseconds(absl::Now() - start_); }

@@ -126,6 +126,9 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   // Delivers the outbox in order; call after releasing mu_.
   void Flush() ABSL_LOCKS_EXCLUDED(mu_, emit_mu_);
 
+  // Declared first, destroyed last: the calls' ClientContexts (calls_) go before the
+  // registry may destroy the channels they refer to.
+  const std::shared_ptr<void> registry_use_;
   NodeRegistry* const registry_;
   const SchedulerOptions* const options_;
   const v1::QueryRequest request_;

@@ -30,8 +30,7 @@ struct Probe {
   v1::LoadRequest req;
   v1::LoadResponse resp;
   grpc::Status load_status;
-  grpc::Status health_status;
-  ServingStatus serving = ServingStatus::kUnknown;
+  std::unique_ptr<HealthCheck> health;
 };
 
 }  // namespace
@@ -98,6 +97,21 @@ NodeRegistry::~NodeRegistry() {
     stop_ = true;
   }
   if (poller_.joinable()) poller_.join();
+  absl::MutexLock lock(&mu_);
+  while (!mu_.AwaitWithTimeout(absl::Condition(
+                                   +[](int* uses) { return *uses == 0; }, &uses_),
+                               absl::Seconds(5))) {
+    spdlog::warn("registry: waiting for {} queries to let go of their node calls", uses_);
+  }
+}
+
+std::shared_ptr<void> NodeRegistry::Use() {
+  absl::MutexLock lock(&mu_);
+  ++uses_;
+  return std::shared_ptr<void>(this, [](NodeRegistry* r) {
+    absl::MutexLock lock(&r->mu_);
+    --r->uses_;
+  });
 }
 
 void NodeRegistry::PollLoop() {
@@ -160,7 +174,7 @@ void NodeRegistry::PollOnce() {
     if (--pending == 0) done_cv.notify_all();
   };
   for (size_t i = 0; i <= n; ++i) {
-    if (probes[i]) pending += 2;
+    if (probes[i]) ++pending;
   }
   for (size_t i = 0; i <= n; ++i) {
     Probe* p = probes[i].get();
@@ -177,16 +191,14 @@ void NodeRegistry::PollOnce() {
     }
     const auto& channel = i < n ? edges_[i]->channel : cloud_channel_;
     const char* service = i < n ? v1::Edge::service_full_name() : v1::Cloud::service_full_name();
-    CheckHealthAsync(channel, service, deadline,
-                     [p, &one_done](const grpc::Status& s, ServingStatus st) {
-                       p->health_status = s;
-                       p->serving = st;
-                       one_done();
-                     });
+    p->health = std::make_unique<HealthCheck>(channel, service, deadline);
   }
   {
     std::unique_lock<std::mutex> lock(done_mu);
     done_cv.wait(lock, [&] { return pending == 0; });
+  }
+  for (auto& p : probes) {
+    if (p) p->health->Wait();
   }
 
   absl::MutexLock lock(&mu_);
@@ -202,7 +214,9 @@ void NodeRegistry::PollOnce() {
     // The cloud's Load is optional (older nodes do not have it).
     const bool load_ok = p->load_status.ok() ||
                          (i == n && p->load_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
-    if (p->health_status.ok() && load_ok) {
+    const grpc::Status& health_status = p->health->status();
+    const ServingStatus serving = p->health->serving();
+    if (health_status.ok() && load_ok) {
       if (p->load_status.ok()) {
         if (i < n) {
           state_[i].load = p->resp;
@@ -212,9 +226,9 @@ void NodeRegistry::PollOnce() {
         }
       }
       h.reachable = true;
-      h.draining = p->serving == ServingStatus::kNotServing ||
+      h.draining = serving == ServingStatus::kNotServing ||
                    (p->load_status.ok() && p->resp.draining());
-      h.serving = p->serving == ServingStatus::kServing && !h.draining;
+      h.serving = serving == ServingStatus::kServing && !h.draining;
       // A good probe clears suspicion and the failure streak, not the back-off: only a
       // successful call proves the node does its work again.
       h.suspect = false;
@@ -224,7 +238,7 @@ void NodeRegistry::PollOnce() {
         spdlog::info("{}: probed back in after its ejection", who);
       }
     } else {
-      const grpc::Status& bad = p->health_status.ok() ? p->load_status : p->health_status;
+      const grpc::Status& bad = health_status.ok() ? p->load_status : health_status;
       h.reachable = false;
       h.serving = false;
       FailLocked(&h, who, "probe: " + bad.error_message(), now);

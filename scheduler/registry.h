@@ -78,9 +78,17 @@ class NodeRegistry {
   // Creates the channels, probes every node once (so the first query sees live state),
   // then starts the poller. Never fails on unreachable nodes: they are unhealthy.
   static std::unique_ptr<NodeRegistry> Create(const SchedulerOptions& options);
-  ~NodeRegistry();  // stops the poller
+  // Stops the poller, then waits until every Use() token is gone: what holds a
+  // ClientContext on the registry's channels must end first, so that no channel's last
+  // reference is dropped on a gRPC callback thread (health_check.h's lifetime rule).
+  ~NodeRegistry();
   NodeRegistry(const NodeRegistry&) = delete;
   NodeRegistry& operator=(const NodeRegistry&) = delete;
+
+  // A token that keeps the registry (and its channels) from being destroyed while held.
+  // Whoever starts calls on the registry's stubs holds one for as long as it holds the
+  // calls' ClientContexts (QueryRun keeps it as its last-destroyed member).
+  std::shared_ptr<void> Use();
 
   v1::Cloud::Stub* cloud() { return cloud_stub_.get(); }
   const std::string& cloud_address() const { return cloud_address_; }
@@ -140,6 +148,7 @@ class NodeRegistry {
   double cloud_tps_ ABSL_GUARDED_BY(mu_) = 0;
   int cloud_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int uses_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread poller_;
 };
 

@@ -1,23 +1,66 @@
 #!/usr/bin/env bash
-# Builds PICE with AddressSanitizer + UndefinedBehaviorSanitizer (-DPICE_SANITIZE=ON) in
-# its own build directory and runs the whole ctest suite under it. Slow (the engine's
-# kernels and the model tests run several times slower); not part of scripts/test.sh.
-#   scripts/sanitize.sh [ctest args...]     e.g. scripts/sanitize.sh -R Tokenizer
+# Builds PICE with sanitizers in a build directory of their own and runs ctest under it.
+# Slow (the engine's kernels and the model tests run several times slower); not part of
+# scripts/test.sh.
+#   scripts/sanitize.sh [ctest args...]          AddressSanitizer + UndefinedBehaviorSanitizer
+#   scripts/sanitize.sh --tsan [ctest args...]   ThreadSanitizer
+# e.g. scripts/sanitize.sh -R Tokenizer; scripts/sanitize.sh --tsan -R HealthCheck
+#
+# ThreadSanitizer: Debian's abseil and gRPC are not instrumented, so every executable links
+# tests/tsan/absl_tsan_shim.cc, which tells TSan about absl::Mutex/CondVar (see its
+# header). Reports go to $dir/tsan.<pid> (node processes started by the integration tests
+# write theirs too) and the run fails when a report has a frame in the project's own code;
+# reports whose frames are all inside gRPC, protobuf or abseil are counted, not failed on
+# (their internals are invisible to TSan).
 # Environment: PICE_SANITIZE_CXX / PICE_SANITIZE_CC pick the compiler (default clang++ /
-# clang when installed, else g++ / gcc); PICE_SANITIZE_JOBS the parallel jobs (default 2);
-# PICE_SANITIZE_DIR the build directory (default build-asan).
+# clang when installed, else g++ / gcc; TSan needs clang); PICE_SANITIZE_JOBS the parallel
+# jobs (default 2); PICE_SANITIZE_DIR the build directory (default build-asan, build-tsan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${PICE_SANITIZE_DIR:-build-asan}
+mode=asan
+if [ "${1:-}" = "--tsan" ]; then mode=tsan; shift; fi
+dir=${PICE_SANITIZE_DIR:-build-$mode}
 jobs=${PICE_SANITIZE_JOBS:-2}
 if [ -z "${PICE_SANITIZE_CXX:-}" ]; then
   if command -v clang++ >/dev/null; then PICE_SANITIZE_CXX=clang++ PICE_SANITIZE_CC=clang
   else PICE_SANITIZE_CXX=g++ PICE_SANITIZE_CC=gcc; fi
 fi
-cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPICE_SANITIZE=ON \
-  -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}"
+if [ "$mode" = asan ]; then
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPICE_SANITIZE=ON \
+    -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}"
+  cmake --build "$dir" -j"$jobs"
+  # Leaks are reported (and fail the test); a UBSan finding aborts with a stack trace.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  exec ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 1800 "$@"
+fi
+
+mkdir -p "$dir"
+flags="-fsanitize=thread -g -O1 -fno-omit-frame-pointer"
+"$PICE_SANITIZE_CXX" $flags -std=c++20 -fPIC -c tests/tsan/absl_tsan_shim.cc -o "$dir/absl_tsan_shim.o"
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}" \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread $PWD/$dir/absl_tsan_shim.o -ldl"
 cmake --build "$dir" -j"$jobs"
-# Leaks are reported (and fail the test); a UBSan finding aborts with a stack trace.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 1800 "$@"
+rm -f "$dir"/tsan.*
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0 second_deadlock_stack=1 log_path=$PWD/$dir/tsan}
+set +e
+ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 3600 "$@"
+rc=$?
+set -e
+# A report is the project's when one of its frames is in the project's source folders.
+ours=0 total=0
+for f in "$dir"/tsan.*; do
+  [ -e "$f" ] || continue
+  while IFS= read -r -d '' report; do
+    total=$((total + 1))
+    if printf '%s' "$report" | grep -qE "$PWD/(common|engine|cloud|edge|scheduler|cli|bench|tests)/"; then
+      ours=$((ours + 1))
+      printf '%s\n' "$report" >> "$dir/tsan-project-reports.txt"
+    fi
+  done < <(awk 'BEGIN{RS="==================\n"} /WARNING: ThreadSanitizer/ {printf "%s%c", $0, 0}' "$f")
+done
+echo "ThreadSanitizer: $total report(s), $ours with a frame in the project's code" \
+     "${ours:+(see $dir/tsan-project-reports.txt)}"
+[ "$rc" -eq 0 ] && [ "$ours" -eq 0 ]
