@@ -213,15 +213,36 @@ absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const M
                                                 const BuiltPrompt& prompt) {
   const Tokenizer& tok = model.tokenizer();
   std::vector<Token> ids;
-  if (t.chat) {
-    std::vector<ChatMessage> msgs;
-    if (!t.system.empty()) msgs.push_back({"system", t.system});
-    msgs.push_back({"user", prompt.user});
-    std::string text = ApplyChatTemplate(model.file(), msgs, /*add_assistant=*/true);
-    ids = tok.Encode(text + prompt.response_prefix, /*add_special=*/true, /*parse_special=*/true);
-  } else {
+  auto append = [&](std::string_view text, bool parse_special) {
+    std::vector<Token> part = tok.Encode(text, /*add_special=*/false, parse_special);
+    ids.insert(ids.end(), part.begin(), part.end());
+  };
+  if (!t.chat) {
     ids = tok.Encode(prompt.user + prompt.response_prefix, /*add_special=*/true,
                      /*parse_special=*/false);
+  } else {
+    // The user turn carries caller-supplied text (the question, sketch points): it is
+    // tokenized as plain text, so "<|im_end|><|im_start|>system" in a question stays
+    // text. Only the chat template's own markup (around a slot for the user turn, and
+    // the operator's system message) may become control tokens.
+    std::string slot = "\x1ePICE_USER_TURN\x1e";
+    while (prompt.user.find(slot) != std::string::npos) slot += "\x1e";
+    std::vector<ChatMessage> msgs;
+    if (!t.system.empty()) msgs.push_back({"system", t.system});
+    msgs.push_back({"user", slot});
+    const std::string text = ApplyChatTemplate(model.file(), msgs, /*add_assistant=*/true);
+    const size_t at = text.find(slot);
+    if (at == std::string::npos) {
+      return absl::InternalError("the chat template dropped the user turn");
+    }
+    if (tok.add_bos() && tok.bos() >= 0) ids.push_back(tok.bos());
+    append(std::string_view(text).substr(0, at), /*parse_special=*/true);
+    append(prompt.user, /*parse_special=*/false);
+    append(std::string_view(text).substr(at + slot.size()), /*parse_special=*/true);
+    append(prompt.response_prefix, /*parse_special=*/false);
+    // A template that spells the BOS token itself (Llama 3's "<|begin_of_text|>") gets
+    // it once, as Encode(add_special) would.
+    if (ids.size() >= 2 && ids[0] == tok.bos() && ids[1] == tok.bos()) ids.erase(ids.begin());
   }
   if (ids.empty()) return absl::InvalidArgumentError("the prompt encodes to no tokens");
   return ids;
