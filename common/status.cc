@@ -138,8 +138,12 @@ absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
   auto num = [](double v) { return absl::StrFormat("%g", v); };
   GenerateOptions o;
   if (p.max_tokens() < 0 || p.max_tokens() > limits.max_tokens) {
-    return bad("max_tokens", absl::StrCat("in [0, ", limits.max_tokens, "] (0 = default ",
-                                          limits.default_max_tokens, ")"),
+    return bad("max_tokens",
+               absl::StrCat("in [0, ", limits.max_tokens, "] (0 = ",
+                            limits.default_max_tokens > 0
+                                ? absl::StrCat("default ", limits.default_max_tokens)
+                                : std::string("the node template's default"),
+                            ")"),
                absl::StrCat(p.max_tokens()));
   }
   o.max_tokens = p.max_tokens() == 0 ? limits.default_max_tokens : p.max_tokens();

@@ -14,7 +14,6 @@
 //   limits:
 //     max_prompt_bytes: 8192
 //     max_points: 16               # sketch point budget at most
-//     default_max_tokens: 128      # when a request leaves params.max_tokens at 0
 //     max_tokens: 1024             # params.max_tokens above this is refused
 //     max_concurrent_queries: 64   # more are refused with RESOURCE_EXHAUSTED
 //     max_queries_per_client: 16   # per x-api-key (else per peer address); 0 = off
@@ -67,7 +66,9 @@ struct SchedulerOptions {
   bool escalate_on_edge_failure = true;
   int max_prompt_bytes = 8192;
   int max_points = 16;
-  int default_max_tokens = 128;
+  // Accepted in old files and ignored: a request that leaves params.max_tokens at 0 gets
+  // each node template's own budget (sketch.max_tokens, full.max_tokens, expand.max_tokens).
+  int default_max_tokens = 0;
   int max_tokens = 1024;
   int max_concurrent_queries = 64;
   int max_queries_per_client = 16;    // 0 = no per-client limit

@@ -27,7 +27,7 @@ absl::Status ValidateQuery(const v1::QueryRequest& r, const SchedulerOptions& o)
     return s;
   }
   SamplingLimits limits;
-  limits.default_max_tokens = o.default_max_tokens;
+  limits.default_max_tokens = 0;  // the nodes' templates decide
   limits.max_tokens = o.max_tokens;
   limits.max_stop = o.max_stop;
   limits.max_stop_bytes = o.max_stop_bytes;
@@ -88,8 +88,27 @@ class QueryRun::GenerateCall : public StreamCall<v1::GenerateEvent> {
 };
 
 struct QueryRun::ExpandCall {
+  ExpandCall() = default;
+  ExpandCall(const ExpandCall&) = delete;
+  ExpandCall& operator=(const ExpandCall&) = delete;
+  // A slot still held is given back (neutral outcome): no path can leak one.
+  ~ExpandCall() { ReleaseEdge(CallOutcome::kNeutral); }
+  // Picks an edge (not in `exclude`) and holds a slot on it; edge = -1 when none.
+  void AcquireEdge(NodeRegistry* registry, const std::vector<int>& exclude) {
+    ReleaseEdge(CallOutcome::kNeutral);
+    edge = registry->AcquireEdge(exclude);
+    slot_owner = edge >= 0 ? registry : nullptr;
+  }
+  // Gives the slot back with the call's outcome; a no-op when none is held.
+  void ReleaseEdge(CallOutcome outcome, absl::Duration retry_after = absl::ZeroDuration(),
+                   const std::string& error = "") {
+    if (slot_owner) slot_owner->ReleaseEdge(edge, outcome, retry_after, error);
+    slot_owner = nullptr;
+  }
+
   int index = 0;
   int edge = -1;                // -1: the cloud
+  NodeRegistry* slot_owner = nullptr;  // set while a slot on `edge` is held
   bool whole = false;           // degraded mode: the whole question on an edge
   bool failed_over = false;     // an edge failed this point before
   std::vector<int> tried;       // edges tried for this point
@@ -273,10 +292,8 @@ void QueryRun::StartFull(const std::string& reason, bool announce) {
     call->ctx = NewContext();
     call->req.set_request_id(request_.request_id());
     call->req.set_question(request_.prompt());
+    // max_tokens 0 stays 0: the cloud applies its template's full.max_tokens.
     *call->req.mutable_params() = request_.params();
-    if (call->req.params().max_tokens() == 0) {
-      call->req.mutable_params()->set_max_tokens(options_->default_max_tokens);
-    }
     auto self = shared_from_this();
     call->on_event = [this](const v1::GenerateEvent& ev) { OnGenerateEvent(ev); };
     call->on_done = [self](const grpc::Status& s) { self->OnGenerateDone(s); };
@@ -355,7 +372,7 @@ void QueryRun::StartSketch() {
     call->req.set_request_id(request_.request_id());
     call->req.set_question(request_.prompt());
     call->req.set_max_points(request_.max_points());
-    call->req.mutable_params()->set_max_tokens(options_->default_max_tokens);
+    // No max_tokens: the sketch's budget is the cloud template's sketch.max_tokens.
     auto self = shared_from_this();
     call->on_event = [this](const v1::SketchEvent& ev) { OnSketchEvent(ev); };
     call->on_done = [self](const grpc::Status& s) { self->OnSketchDone(s); };
@@ -402,7 +419,7 @@ void QueryRun::OnSketchEvent(const v1::SketchEvent& ev) {
   }
   Flush();
   if (dispatch) {
-    dispatch->edge = registry_->AcquireEdge({});
+    dispatch->AcquireEdge(registry_, {});
     if (dispatch->edge < 0) dispatch->why_cloud = "no healthy edge with room";
     LaunchExpand(dispatch);
   }
@@ -455,7 +472,7 @@ void QueryRun::LaunchExpand(std::shared_ptr<ExpandCall> call) {
   {
     absl::MutexLock lock(&mu_);
     if (ending_ || finished_ || (fell_back_ && !call->whole)) {
-      if (call->edge >= 0) registry_->ReleaseEdge(call->edge, CallOutcome::kNeutral);
+      call->ReleaseEdge(CallOutcome::kNeutral);
       return;
     }
     call->ctx = NewContext();
@@ -536,8 +553,7 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
   const CallOutcome outcome = answer_error ? CallOutcome::kFailed : Outcome(s);
   const std::string error = answer_error ? "the expansion finished with an error" : s.error_message();
   if (on_edge) {
-    registry_->ReleaseEdge(call->edge, outcome,
-                           RetryAfter(*call->ctx, absl::Seconds(options_->load_poll_s)), error);
+    call->ReleaseEdge(outcome, RetryAfter(*call->ctx, absl::Seconds(options_->load_poll_s)), error);
   } else {
     registry_->CloudCallEnded(outcome, error);
   }
@@ -642,7 +658,7 @@ void QueryRun::ToCloudOrFail(std::shared_ptr<ExpandCall> call, bool edges_only) 
   // edge is tried once at most, so the attempts stay bounded.
   if (static_cast<int>(call->tried.size()) < options_->max_edge_attempts ||
       (!cloud_ok && DegradedAllowed())) {
-    next->edge = registry_->AcquireEdge(call->tried);
+    next->AcquireEdge(registry_, call->tried);
   }
   if (next->edge < 0 && (edges_only || !options_->escalate_on_edge_failure)) {
     {
@@ -679,7 +695,7 @@ void QueryRun::StartDegraded(const std::string& why) {
   call->req.set_question(request_.prompt());
   call->req.set_whole_question(true);
   *call->req.mutable_params() = request_.params();
-  call->edge = registry_->AcquireEdge({});
+  call->AcquireEdge(registry_, {});
   {
     absl::MutexLock lock(&mu_);
     if (ending_ || finished_) return;
@@ -746,7 +762,7 @@ void QueryRun::OnWholeDone(std::shared_ptr<ExpandCall> call, const grpc::Status&
   next->attempts = call->attempts;
   next->failed_over = true;
   next->why_cloud = call->why_cloud;
-  next->edge = registry_->AcquireEdge(call->tried);
+  next->AcquireEdge(registry_, call->tried);
   if (next->edge < 0) {
     {
       absl::MutexLock lock(&mu_);

@@ -229,10 +229,10 @@ void NodeRegistry::PollOnce() {
       h.draining = serving == ServingStatus::kNotServing ||
                    (p->load_status.ok() && p->resp.draining());
       h.serving = serving == ServingStatus::kServing && !h.draining;
-      // A good probe clears suspicion and the failure streak, not the back-off: only a
-      // successful call proves the node does its work again.
+      // A good probe lifts suspicion (the node may take a call again) but ends neither
+      // the failure streak nor the back-off: only a successful call proves the node
+      // does its work, so a node that passes probes and fails every call is ejected.
       h.suspect = false;
-      h.consecutive_failures = 0;
       if (was_ejected) {
         h.ejected_until = absl::InfinitePast();
         spdlog::info("{}: probed back in after its ejection", who);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,8 +53,10 @@ class Cloud final : public v1::Cloud::Service {
  public:
   std::atomic<bool> fail{false};
   std::atomic<bool> hold{false};
+  std::atomic<int> sketch_max_tokens{-1}, generate_max_tokens{-1};  // as last received
   grpc::Status Sketch(grpc::ServerContext*, const v1::SketchRequest* req,
                       grpc::ServerWriter<v1::SketchEvent>* w) override {
+    sketch_max_tokens = req->params().max_tokens();
     if (fail) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "scripted outage");
     v1::SketchEvent ev;
     ev.mutable_point()->set_text("p0");
@@ -65,6 +68,7 @@ class Cloud final : public v1::Cloud::Service {
   }
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateEvent>* w) override {
+    generate_max_tokens = req->params().max_tokens();
     while (hold && !ctx->IsCancelled()) std::this_thread::sleep_for(milliseconds(2));
     if (fail) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "scripted outage");
     v1::GenerateEvent ev;
@@ -146,6 +150,27 @@ TEST(RegistryTest, RepeatedFailuresEjectWithBackOffThenAProbeLetsTheNodeBackIn) 
   ASSERT_EQ(r->AcquireEdge({}), 0);
   r->ReleaseEdge(0, CallOutcome::kOk);
   EXPECT_EQ(r->Edges()[0].health.next_backoff, absl::Milliseconds(150));
+}
+
+// Issue 8.3: an edge whose calls all fail while its health probes pass is still ejected:
+// a good probe lets a suspect node take calls again but does not end its failure streak.
+TEST(RegistryTest, ANodeThatFailsItsWorkButPassesProbesIsEjected) {
+  Edge edge("edge-a");
+  Cloud cloud;
+  auto es = Serve(&edge, v1::Edge::service_full_name());
+  auto cs = Serve(&cloud, v1::Cloud::service_full_name());
+  auto r = NodeRegistry::Create(Options(cs->address(), {es->address()}));
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(r->AcquireEdge({}), 0) << "call " << k;
+    r->ReleaseEdge(0, CallOutcome::kFailed, absl::ZeroDuration(), "expand failed");
+    if (k == 0) {
+      EXPECT_FALSE(r->Edges()[0].healthy);
+      r->PollOnce();  // health SERVING, Load fine
+      EXPECT_TRUE(r->Edges()[0].healthy) << "a good probe allows another try";
+    }
+  }
+  EXPECT_TRUE(r->Edges()[0].ejected);
+  EXPECT_EQ(r->Edges()[0].health.ejections, 1u);
 }
 
 TEST(RegistryTest, ProbesNeverResetTheLoadCounters) {
@@ -310,6 +335,60 @@ TEST_F(AdmissionTest, CloudOutageMidQueryLetsTheEdgesAnswerAloneMarkedDegraded) 
   bool degraded_route = false;
   for (const auto& e : events) degraded_route |= e.has_route() && e.route().degraded();
   EXPECT_TRUE(degraded_route);
+}
+
+// Issue 8.1: a client cancel racing the cloud's failure (degraded mode starting while the
+// query ends) must not leak the edge slot it took.
+TEST_F(AdmissionTest, CancelsRacingACloudFailureLeakNoEdgeSlot) {
+  Start("timeouts: {load_poll: 60s}\nhealth: {eject_after: 1000}\n");
+  cloud_.fail = true;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; ++i) {
+    grpc::ClientContext ctx;
+    v1::QueryRequest req;
+    req.set_prompt("add 1 and 2");
+    req.set_route(v1::ROUTE_SKETCH);
+    auto reader = stub_->Query(&ctx, req);
+    const int delay_us = std::uniform_int_distribution<int>(0, 1500)(rng);
+    std::thread cancel([&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+      ctx.TryCancel();
+    });
+    v1::QueryEvent ev;
+    while (reader->Read(&ev)) {
+    }
+    reader->Finish();
+    cancel.join();
+  }
+  // Calls still running end within the edge's own time.
+  for (int i = 0; i < 200 && sched_->registry()->Edges()[0].outstanding > 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(sched_->registry()->Edges()[0].outstanding, 0);
+}
+
+// Issue 8.4: a request without max_tokens leaves the budget to the node's template
+// (sketch.max_tokens, full.max_tokens); one with max_tokens passes it on the full route.
+TEST_F(AdmissionTest, NoMaxTokensLeavesTheBudgetToTheNodesTemplates) {
+  Start("timeouts: {load_poll: 60s}\n");
+  for (auto [route, max_tokens] : {std::pair{v1::ROUTE_SKETCH, 0}, std::pair{v1::ROUTE_CLOUD, 0},
+                                   std::pair{v1::ROUTE_CLOUD, 7}}) {
+    grpc::ClientContext ctx;
+    v1::QueryRequest req;
+    req.set_prompt("q");
+    req.set_route(route);
+    req.mutable_params()->set_max_tokens(max_tokens);
+    auto reader = stub_->Query(&ctx, req);
+    v1::QueryEvent ev;
+    while (reader->Read(&ev)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    if (route == v1::ROUTE_SKETCH) {
+      EXPECT_EQ(cloud_.sketch_max_tokens, 0);
+    } else {
+      EXPECT_EQ(cloud_.generate_max_tokens, max_tokens);
+    }
+  }
 }
 
 TEST_F(AdmissionTest, EscalationKeepsTheEdgeAnswerWhenTheCloudCannotExpand) {
