@@ -30,6 +30,7 @@ struct LiveSeq {
   int start = 0;          // prompt tokens covered by a forked prefix
   bool prefilled = false;
   bool done = false;
+  absl::Status error;     // why it ended early (its own KV could not grow)
   Token next = 0;
 };
 
@@ -46,6 +47,11 @@ struct Engine::Impl {
   // to `failed` for the caller to answer outside the lock.
   void Admit(std::vector<EngineRequest>* failed);
   void Finish(LiveSeq& s, absl::Status error);
+  // Remembers a prefilled prompt's KV in the prefix cache when the memory budget allows:
+  // cache blocks count against max_kv_bytes beside the live sequences' worst case, so
+  // what admission promised a sequence is never taken by the cache (evicts first).
+  // Worker thread.
+  void CachePrefix(const LiveSeq& s);
 
   Engine* engine;
   EngineOptions opts;
@@ -193,6 +199,26 @@ void Engine::Impl::Admit(std::vector<EngineRequest>* failed) {
   active = int(live.size());
 }
 
+void Engine::Impl::CachePrefix(const LiveSeq& s) {
+  if (prefix_cache.max_entries() == 0 || int(s.req.prompt.size()) < prefix_cache.min_tokens()) {
+    return;
+  }
+  const int bs = pool->block_size();
+  const size_t entry = size_t((s.req.prompt.size() + bs - 1) / bs) * pool->block_bytes();
+  size_t live_committed;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    live_committed = committed;
+  }
+  if (opts.max_kv_bytes > 0) {
+    while (live_committed + prefix_cache.bytes() + entry > opts.max_kv_bytes &&
+           prefix_cache.EvictOne()) {
+    }
+    if (live_committed + prefix_cache.bytes() + entry > opts.max_kv_bytes) return;
+  }
+  prefix_cache.Insert(s.req.prompt, *s.kv);
+}
+
 void Engine::Impl::Finish(LiveSeq& s, absl::Status error) {
   if (s.req.on_done) {
     if (error.ok()) {
@@ -248,9 +274,17 @@ void Engine::Impl::Loop() {
         s->done = true;
         continue;
       }
+      // Memory for this step's positions, per sequence: one that cannot get it ends
+      // alone (RESOURCE_EXHAUSTED) instead of failing the whole batch's Decode.
+      const int n_new = s->prefilled ? 1 : int(s->req.prompt.size()) - s->start;
+      if (absl::Status r = s->kv->Reserve(n_new); !r.ok()) {
+        s->state->Finish(FinishReason::kError);
+        s->error = r;
+        s->done = true;
+        continue;
+      }
       if (!s->prefilled) {
-        batch.push_back({s->kv.get(), s->req.prompt.data() + s->start,
-                         int(s->req.prompt.size()) - s->start, false});
+        batch.push_back({s->kv.get(), s->req.prompt.data() + s->start, n_new, false});
       } else {
         batch.push_back({s->kv.get(), &s->next, 1, false});
       }
@@ -271,7 +305,7 @@ void Engine::Impl::Loop() {
       if (!s.prefilled) {
         r.prefill_seconds = dt;
         s.prefilled = true;
-        prefix_cache.Insert(s.req.prompt, *s.kv);
+        CachePrefix(s);
       } else {
         r.decode_seconds += dt;
         r.decode_steps++;
@@ -307,7 +341,9 @@ void Engine::Impl::Loop() {
     }
     for (auto& s : done) {
       if (s->state->result().finish == FinishReason::kError) {
-        Finish(*s, st.ok() ? absl::InternalError("generation failed") : st);
+        Finish(*s, !s->error.ok() ? s->error
+                   : st.ok()      ? absl::InternalError("generation failed")
+                                  : st);
       } else {
         Finish(*s, absl::OkStatus());
       }

@@ -24,7 +24,7 @@ absl::StatusOr<std::shared_ptr<KvBlock>> KvBlockPool::Allocate() {
   do {
     if (max_bytes_ != 0 && cur + b > max_bytes_) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("KV memory is full (", cur >> 20, " of ", max_bytes_ >> 20, " MiB in use)"));
+          absl::StrCat("KV memory is full (", cur >> 10, " of ", max_bytes_ >> 10, " KiB in use)"));
     }
   } while (!used_.compare_exchange_weak(cur, cur + b));
   return std::make_shared<KvBlock>(this, block_floats_);

@@ -34,6 +34,7 @@ class PrefixCache {
   size_t bytes() const;  // blocks referenced by the entries (shared ones counted in full)
   int size() const { return int(entries_.size()); }
   int min_tokens() const { return min_tokens_; }
+  int max_entries() const { return max_entries_; }
 
  private:
   struct Entry {

@@ -178,5 +178,67 @@ TEST(EngineSharingTest, MemoryBoundHoldsUnderFlood) {
   EXPECT_EQ((*e)->stats().kv_committed_bytes, 0u);
 }
 
+// Issue 8.5: the same flood with prompts long enough to be cached and shared (12 tokens,
+// groups sharing 10): prefix-cache blocks are budgeted with the live sequences, so a
+// request either is refused up front or runs to its end; none fails mid-generation
+// because the cache took the memory it was promised.
+TEST(EngineSharingTest, PrefixCacheStaysWithinTheBudgetUnderFlood) {
+  EngineOptions o;
+  o.model_path = testing::ModelPath("stories260K.gguf");
+  o.max_batch = 6;
+  o.max_queue = 64;
+  o.prefix_cache_entries = 4;
+  o.min_shared_prefix = 8;
+  o.max_kv_bytes = 1280 * 32 * 6;  // six 32-position blocks
+  auto e = Engine::Create(o);
+  ASSERT_TRUE(e.ok());
+  GenerateOptions g;
+  g.max_tokens = 16;
+  g.stop_at_eog = false;
+  std::atomic<int> completed{0}, refused{0}, failed_midway{0};
+  std::atomic<size_t> peak{0};
+  std::vector<std::shared_ptr<std::promise<void>>> waits;
+  const int n = 60;
+  for (int i = 0; i < n; ++i) {
+    EngineRequest r;
+    r.prompt = {1};
+    for (int k = 0; k < 9; ++k) r.prompt.push_back(Token(300 + (i % 3) * 10 + k));
+    r.prompt.push_back(Token(400 + i));
+    r.prompt.push_back(Token(403));
+    r.options = g;
+    auto p = std::make_shared<std::promise<void>>();
+    auto tokens = std::make_shared<std::atomic<int>>(0);
+    r.on_done = [&, p, tokens](absl::StatusOr<GenerateResult> res) {
+      if (res.ok()) {
+        completed++;
+      } else if (*tokens > 0) {
+        failed_midway++;
+        ADD_FAILURE() << "failed after " << tokens->load() << " tokens: " << res.status();
+      } else {
+        EXPECT_EQ(res.status().code(), absl::StatusCode::kResourceExhausted) << res.status();
+        refused++;
+      }
+      p->set_value();
+    };
+    r.on_token = [&, tokens](Token, float) {
+      ++*tokens;
+      size_t now = (*e)->stats().kv_bytes;
+      size_t prev = peak.load();
+      while (now > prev && !peak.compare_exchange_weak(prev, now)) {}
+      return true;
+    };
+    absl::Status s = (*e)->Submit(std::move(r));
+    if (s.ok()) waits.push_back(p);
+    else { EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted); refused++; }
+  }
+  for (auto& p : waits) p->get_future().wait();
+  EXPECT_EQ(failed_midway.load(), 0);
+  EXPECT_EQ(completed + refused + failed_midway, n);
+  EXPECT_GT(completed.load(), n / 2);
+  EXPECT_GT((*e)->stats().prefix_hits, 0u) << "the cache was exercised";
+  EXPECT_LE(peak.load(), o.max_kv_bytes);
+  EXPECT_EQ((*e)->stats().kv_committed_bytes, 0u);
+}
+
 }  // namespace
 }  // namespace pice
