@@ -94,6 +94,10 @@ absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOp
   return s;
 }
 
+CloudService::~CloudService() {
+  if (engine_) engine_->Stop();
+}
+
 absl::StatusOr<GenerateOptions> CloudService::Options(const v1::SamplingParams& p,
                                                       const PromptPart& part) const {
   SamplingLimits sl;

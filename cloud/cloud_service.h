@@ -25,6 +25,9 @@ class CloudService final : public v1::Cloud::CallbackService {
  public:
   // Loads the template and the model. Errors name the file at fault.
   static absl::StatusOr<std::unique_ptr<CloudService>> Create(const CloudOptions& options);
+  // Stops the engine first: the expander's callbacks touch the expander, and the engine
+  // (shared with it) would otherwise outlive it.
+  ~CloudService();
 
   grpc::ServerWriteReactor<v1::SketchEvent>* Sketch(grpc::CallbackServerContext* ctx,
                                                     const v1::SketchRequest* req) override;

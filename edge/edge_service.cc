@@ -40,6 +40,12 @@ absl::StatusOr<std::unique_ptr<EdgeService>> EdgeService::Create(const EdgeOptio
   return s;
 }
 
+EdgeService::~EdgeService() {
+  if (ensemble_) {
+    for (const auto& e : ensemble_->engines()) e->Stop();
+  }
+}
+
 grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
                                               const v1::ExpandRequest* req,
                                               v1::ExpandResponse* resp) {
@@ -59,31 +65,35 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
   // Runs the call in a slot already taken; releases the slot when done.
   std::function<void()> start = [this, reactor, req_copy, job = *std::move(job)]() {
     if (reactor->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"));
       Release(-1);
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued"));
       return;
     }
     absl::Status s = ensemble_->ExpandAsync(job, [this, reactor, req_copy](
                                                      absl::StatusOr<ExpandOutcome> out) {
+      // The slot is released before the call finishes: once the client has its answer,
+      // a drain may see the node idle and destroy the service.
       double rate = -1, seconds = -1;
       if (!out.ok()) {
+        Release(rate, seconds);
         reactor->Finish(ToGrpcStatus(out.status()));
-      } else {
-        if (out->seconds > 0 && !out->candidates.empty()) {
-          rate = double(out->generated_tokens) / out->candidates.size() / out->seconds;
-          seconds = out->seconds;
-        }
-        for (const auto& f : out->failures) spdlog::warn("expand {}: {}", req_copy->request_id(), f);
-        reactor->Finish(grpc::Status::OK, [&](v1::ExpandResponse* r) {
-          FillExpandResponse(*req_copy, *out, options_.node,
-                             SelectionMethodName(options_.vote.method), r);
-        });
+        return;
       }
+      if (out->seconds > 0 && !out->candidates.empty()) {
+        rate = double(out->generated_tokens) / out->candidates.size() / out->seconds;
+        seconds = out->seconds;
+      }
+      for (const auto& f : out->failures) spdlog::warn("expand {}: {}", req_copy->request_id(), f);
+      v1::ExpandResponse response;
+      FillExpandResponse(*req_copy, *out, options_.node, SelectionMethodName(options_.vote.method),
+                         &response);
       Release(rate, seconds);
+      reactor->Finish(grpc::Status::OK,
+                      [&](v1::ExpandResponse* r) { *r = std::move(response); });
     });
     if (!s.ok()) {
-      reactor->Finish(ToGrpcStatus(s));
       Release(-1);
+      reactor->Finish(ToGrpcStatus(s));
     }
   };
 

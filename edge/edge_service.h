@@ -29,6 +29,9 @@ class EdgeService final : public v1::Edge::CallbackService {
  public:
   // Loads the template and each distinct model file once.
   static absl::StatusOr<std::unique_ptr<EdgeService>> Create(const EdgeOptions& options);
+  // Stops the ensemble's engines first: their callbacks (which take mu_ and touch the
+  // queue) all return before any member is destroyed.
+  ~EdgeService();
 
   grpc::ServerUnaryReactor* Expand(grpc::CallbackServerContext* ctx, const v1::ExpandRequest* req,
                                    v1::ExpandResponse* resp) override;

@@ -74,6 +74,9 @@ class Ensemble {
       std::vector<EnsembleMember> members, const VoteOptions& vote, const PromptTemplate& tmpl,
       std::map<std::string, std::shared_ptr<Engine>> engines);
 
+  // REQUIRES: the engines are stopped (Engine::Stop) before the Ensemble is destroyed:
+  // their callbacks use it. Its owner does that (EdgeService, CloudService).
+  //
   // Submits every member's request before any runs to completion, and calls `done` with
   // the vote once all have finished. Returns an error (and never calls done) when no
   // member could be submitted: RESOURCE_EXHAUSTED when the engines are full, the

@@ -70,6 +70,7 @@ struct Engine::Impl {
   uint64_t completed = 0, rejected = 0;  // guarded by mu
 
   std::vector<std::unique_ptr<LiveSeq>> live;  // worker thread only
+  std::mutex join_mu;                  // serializes Stop()'s join
   std::thread worker;
 };
 
@@ -94,14 +95,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   return e;
 }
 
-Engine::~Engine() {
+Engine::~Engine() { Stop(); }
+
+void Engine::Stop() {
   if (!impl_) return;
   {
     std::lock_guard<std::mutex> l(impl_->mu);
     impl_->stopping = true;
   }
   impl_->cv.notify_all();
-  impl_->worker.join();
+  std::lock_guard<std::mutex> l(impl_->join_mu);
+  if (impl_->worker.joinable()) impl_->worker.join();
 }
 
 absl::Status Engine::Submit(EngineRequest r) {

@@ -70,7 +70,14 @@ struct EngineStats {
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
-  ~Engine();  // cancels what is running, then joins the worker
+  ~Engine();  // Stop()
+
+  // Cancels what runs, answers what waits with UNAVAILABLE, and joins the worker: every
+  // on_done of an accepted request has returned when Stop returns, and later Submits
+  // are UNAVAILABLE. Owners whose callbacks touch their own members call it before
+  // destroying them (the engine may be shared and outlive them). Idempotent; must not
+  // be called from an engine callback.
+  void Stop();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
