@@ -166,11 +166,13 @@ VoteResult Vote(const std::vector<VoteCandidate>& c, const VoteOptions& o) {
     }
   }
   r.selected = static_cast<int>(best);
-  int agree = 0;
+  // The weighted share of candidates agreeing with the winner: with member weights a
+  // heavily weighted winner is not outvoted by a count of light ones.
+  double agree_w = 0;
   for (size_t j = 0; j < n; ++j) {
-    if (sim[best][j] >= o.agree_similarity - kEps) ++agree;
+    if (sim[best][j] >= o.agree_similarity - kEps) agree_w += c[j].weight;
   }
-  r.agreement = double(agree) / n;
+  r.agreement = total_w > 0 ? agree_w / total_w : 1.0;
   return r;
 }
 

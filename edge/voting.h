@@ -50,7 +50,10 @@ struct VoteResult {
   std::vector<double> consensus;   // mean weighted similarity to the others ([0,1]; 1 alone)
   std::vector<double> support;     // weighted support share, self included
   std::vector<double> scores;      // what the method ranked by
-  double agreement = 0;            // share of candidates agreeing with the winner (incl. it)
+  // Weighted share of candidates agreeing with the winner (itself included): the sum of
+  // the weights of candidates whose similarity to it is >= agree_similarity, over the
+  // sum of all weights. Equal weights: the plain share.
+  double agreement = 0;
 };
 
 double TextSimilarity(std::string_view a, std::string_view b, Similarity mode);

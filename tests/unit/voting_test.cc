@@ -44,6 +44,8 @@ TEST(VotingTest, WeightsActAsVotes) {
   VoteResult r = Vote(c, With(SelectionMethod::kConsensus));
   EXPECT_EQ(r.selected, 0);  // weight 3 beats two votes of weight 1
   EXPECT_NEAR(r.support[0], 0.6, 1e-9);
+  // Issue 8.7: agreement is the weighted share too (3 of 5), not one candidate of three.
+  EXPECT_NEAR(r.agreement, 0.6, 1e-9);
 }
 
 TEST(VotingTest, MinimumBayesRiskOverWords) {
