@@ -91,17 +91,24 @@ int ExpectedPoints(const Estimates& e, const QueryFacts& f) {
   return points;
 }
 
+double CloudLoadFactor(const LiveState& live) {
+  const double slots = std::max(1, live.cloud_max_slots);
+  const double waiting = std::max(0.0, live.cloud_queue + live.cloud_queue_depth + 1 - slots);
+  return 1.0 + waiting / slots;
+}
+
 double EstimateCloudMs(const Estimates& e, int points, const LiveState& live) {
   const double tps = live.cloud_tokens_per_s > 0 ? live.cloud_tokens_per_s : e.cloud_tokens_per_s;
   const double tokens = points * e.answer_tokens_per_point;
-  return 2 * e.rtt_ms + 1000.0 * tokens / std::max(tps, 1e-3);
+  return 2 * e.rtt_ms + 1000.0 * tokens / std::max(tps, 1e-3) * CloudLoadFactor(live);
 }
 
 double EstimateSketchMs(const Estimates& e, int points, const LiveState& live) {
   const double cloud_tps =
       live.cloud_tokens_per_s > 0 ? live.cloud_tokens_per_s : e.cloud_tokens_per_s;
   const double edge_tps = live.edge_tokens_per_s > 0 ? live.edge_tokens_per_s : e.edge_tokens_per_s;
-  const double sketch_ms = 1000.0 * points * e.sketch_tokens_per_point / std::max(cloud_tps, 1e-3);
+  const double sketch_ms = 1000.0 * points * e.sketch_tokens_per_point /
+                           std::max(cloud_tps, 1e-3) * CloudLoadFactor(live);
   const double expand_ms = 1000.0 * e.expand_tokens / std::max(edge_tps, 1e-3);
   // Points are expanded while the sketch is still being written, so only the last
   // point's expansion adds to the sketch time, stretched by the edges' queues and by
@@ -138,8 +145,10 @@ Decision Decide(const Policy& policy, const QueryFacts& facts, const LiveState& 
         d.est_sketch_ms * policy.estimates.sketch_advantage < d.est_cloud_ms;
     route = (may_sketch && (sketch_faster || !may_cloud)) ? RouteChoice::kSketch
                                                            : RouteChoice::kCloud;
-    reason = absl::StrFormat("%s: auto, %d points, est. sketch %.1f ms vs cloud %.1f ms%s",
+    const double load = CloudLoadFactor(live);
+    reason = absl::StrFormat("%s: auto, %d points, est. sketch %.1f ms vs cloud %.1f ms%s%s",
                              reason, points, d.est_sketch_ms, d.est_cloud_ms,
+                             load > 1 ? absl::StrFormat(" (cloud busy: x%.2f)", load) : "",
                              live.healthy_edges == 0 ? ", no healthy edge" : "");
   }
   if (route == RouteChoice::kSketch && live.healthy_edges == 0) {

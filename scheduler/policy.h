@@ -102,8 +102,15 @@ struct LiveState {
   int edge_queue_depth = 0;    // sum of queued requests
   double edge_tokens_per_s = 0;   // mean reported rate; 0 = unknown
   double cloud_tokens_per_s = 0;  // measured by the scheduler; 0 = unknown
-  double cloud_queue = 0;         // queries the scheduler has in flight on the cloud
+  double cloud_queue = 0;         // calls this scheduler has in flight on the cloud
+  int cloud_max_slots = 0;        // the cloud's batch slots (its Load); 0 = unknown (1)
+  int cloud_queue_depth = 0;      // requests waiting in the cloud's engine (its Load)
 };
+
+// How much longer the cloud takes per token under its current load: calls beyond its
+// batch slots (this scheduler's in flight + what waits there already + the new one)
+// wait in waves of `slots`. 1 when it has room.
+double CloudLoadFactor(const LiveState& live);
 
 struct Decision {
   RouteChoice route = RouteChoice::kCloud;  // never kAuto

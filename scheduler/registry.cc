@@ -351,6 +351,8 @@ LiveState NodeRegistry::Live() const {
   l.cloud_available = HealthyLocked(cloud_health_, now);
   l.cloud_tokens_per_s = cloud_tps_;
   l.cloud_queue = cloud_in_flight_;
+  l.cloud_max_slots = cloud_load_.max_slots();
+  l.cloud_queue_depth = cloud_load_.queue_depth();
   double tps = 0;
   int with_tps = 0;
   for (const EdgeSnapshot& s : state_) {

@@ -127,6 +127,41 @@ estimates:
   EXPECT_EQ(ExpectedPoints(p.estimates, f), 2);
 }
 
+// Issue 8.8: the cloud's load enters both estimates. A fast cloud that wins when idle
+// loses to the edges once its slots are taken and calls wait for them.
+TEST(PolicyTest, AutoSeesTheCloudsLoad) {
+  Policy p = MustParse(R"(
+default: auto
+estimates:
+  point_separator: ";"
+  sketch_tokens_per_point: 5
+  answer_tokens_per_point: 40
+  expand_tokens: 40
+  cloud_tokens_per_s: 400
+  edge_tokens_per_s: 100
+  rtt_ms: 1
+)");
+  QueryFacts f;
+  f.prompt = "a; b; c; d";
+  LiveState live = TwoEdges();
+  live.cloud_max_slots = 4;
+  // Idle: cloud 160 tokens / 400 = 400 ms; sketch 50 ms + 400 ms expansion.
+  Decision idle = Decide(p, f, live);
+  EXPECT_EQ(idle.route, RouteChoice::kCloud) << idle.reason;
+  EXPECT_DOUBLE_EQ(CloudLoadFactor(live), 1.0);
+  // 3 in flight + this one fit the 4 slots: no change.
+  live.cloud_queue = 3;
+  EXPECT_DOUBLE_EQ(CloudLoadFactor(live), 1.0);
+  EXPECT_EQ(Decide(p, f, live).route, RouteChoice::kCloud);
+  // 8 in flight and 4 waiting there: three waves ahead.
+  live.cloud_queue = 8;
+  live.cloud_queue_depth = 4;
+  EXPECT_DOUBLE_EQ(CloudLoadFactor(live), 1.0 + 9.0 / 4);
+  Decision busy = Decide(p, f, live);
+  EXPECT_EQ(busy.route, RouteChoice::kSketch) << busy.reason;
+  EXPECT_GT(busy.est_cloud_ms, 3 * idle.est_cloud_ms);
+}
+
 TEST(PolicyTest, AutoRespectsAllow) {
   Policy p = MustParse(R"(
 rules:
