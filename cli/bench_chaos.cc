@@ -33,7 +33,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
@@ -115,7 +115,7 @@ bool HealthServing(const std::string& address, const char* service) {
   return s.ok() && st == scheduler::ServingStatus::kServing;
 }
 
-// A node process started with --config and --port_file, restartable on its port.
+// A node process started with --config and --port-file, restartable on its port.
 class NodeProc {
  public:
   NodeProc(std::string binary, std::string config, std::string dir, std::string name,
@@ -129,7 +129,7 @@ class NodeProc {
     std::error_code ec;
     fs::remove(port_file, ec);
     port_ = port;
-    std::vector<std::string> argv = {binary_, "--config", config_, "--port_file", port_file};
+    std::vector<std::string> argv = {binary_, "--config", config_, "--port-file", port_file};
     if (port > 0) {
       argv.push_back("--listen");
       argv.push_back("127.0.0.1:" + std::to_string(port));

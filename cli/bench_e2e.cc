@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"

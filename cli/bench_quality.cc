@@ -21,7 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"

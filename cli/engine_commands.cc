@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/commands.h"
 #include "engine/generator.h"
 #include "engine/model.h"

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/commands.h"
 #include "cli/local_stack.h"
 #include "cli/query_options.h"

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/query_options.h"

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "cli/args.h"
+#include "common/args.h"
 #include "pice/v1/pice.pb.h"
 
 namespace pice::cli {

@@ -33,11 +33,11 @@ file(GLOB PICE_SERVICE_SRCS CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/cloud/*.cc
   ${CMAKE_SOURCE_DIR}/edge/*.cc
   ${CMAKE_SOURCE_DIR}/scheduler/*.cc)
-list(FILTER PICE_SERVICE_SRCS EXCLUDE REGEX "/main\\.cc$")
+list(FILTER PICE_SERVICE_SRCS EXCLUDE REGEX "/main\\.cc$|/common/args\\.cc$")
 # The proto library alone until the node sources exist.
 add_library(pice_services STATIC ${PICE_SERVICE_SRCS} ${CMAKE_SOURCE_DIR}/cmake/empty.cc)
 target_link_libraries(pice_services PUBLIC
-  pice_engine pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
+  pice_engine pice_args pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
   absl::flags absl::flags_parse absl::time absl::random_random)
 
 foreach(node cloud edge scheduler)

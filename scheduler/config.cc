@@ -60,12 +60,12 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
     o.policy = *std::move(p);
   } else if (root.Has("policy") && root.Child("policy").IsScalar()) {
     std::string name;
-    PICE_RETURN_IF_ERROR(root.ReadEnum("policy", &name, {"pice-arith", "general"}));
+    PICE_RETURN_IF_ERROR(root.ReadEnum("policy", &name, {"general", "pice-arith"}));
     PICE_ASSIGN_OR_RETURN(o.policy, BuiltinPolicy(name));
   } else if (root.Has("policy")) {
     PICE_ASSIGN_OR_RETURN(o.policy, ParsePolicy(root.Child("policy")));
   } else {
-    PICE_ASSIGN_OR_RETURN(o.policy, BuiltinPolicy("pice-arith"));
+    PICE_ASSIGN_OR_RETURN(o.policy, BuiltinPolicy("general"));
   }
   if (root.Has("escalation")) {
     const ConfigNode e = root.Child("escalation");

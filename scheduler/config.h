@@ -5,7 +5,8 @@
 //   edges:                         # pice-edge addresses (a string or {name, address})
 //     - 127.0.0.1:50071
 //     - {name: edge-b, address: 127.0.0.1:50072}
-//   policy: pice-arith             # a built-in policy name, or an inline mapping
+//   policy: general                # a built-in policy name (general, or pice-arith for the
+//                                  # bundled demo models), an inline mapping, or policy_file
 //   # policy_file: policy.yaml     # or a file (relative to this file)
 //   escalation:
 //     threshold: 0.5               # edge agreement below this: the cloud re-expands; 0 = never
@@ -58,7 +59,7 @@ struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string cloud;                  // required
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
-  Policy policy;                      // default: built-in "pice-arith"
+  Policy policy;                      // default: built-in "general"
   double escalation_threshold = 0.5;  // in [0, 1]; 0 = never escalate on agreement
   // Also escalate when the selected candidate's mean token log-probability is below
   // this; -inf (the default, `off` in YAML) = never on confidence.

@@ -135,8 +135,8 @@ grpc::Status CloudError(const char* call, const grpc::Status& s) {
 }
 
 constexpr char kDegradedCaveat[] =
-    "the edges' models may not be trained for whole answers (pice-arith edges only compute "
-    "single expressions), so the answer may be partial or wrong";
+    "edge models are smaller than the cloud's and may not be tuned for whole answers, so the "
+    "answer may be partial or wrong";
 
 }  // namespace
 

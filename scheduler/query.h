@@ -15,8 +15,8 @@
 // answers the whole question with its ensemble (ExpandRequest.whole_question: the
 // template's full prompt, every member, the vote), retried on the other edges; the text
 // comes as one `delta`, then the `answer`, both route and answer marked `degraded`. Edge
-// models may not be trained for whole answers (pice-arith's only compute one expression),
-// so such an answer may be partial or wrong; the route reason says so. When only the
+// models may not be tuned for whole answers (the bundled demo edges compute only one
+// expression), so such an answer may be partial or wrong; the route reason says so. When only the
 // cloud's Expand fails, an escalated point keeps its edge answer and a failed-over point
 // tries the remaining edges (degraded too).
 //

@@ -1,5 +1,5 @@
 // Integration-test harness: starts the real binaries as child processes on loopback
-// (port 0 + --port_file), waits for grpc.health.v1 SERVING, and kills every child in its
+// (port 0 + --port-file), waits for grpc.health.v1 SERVING, and kills every child in its
 // destructor. Children also get PR_SET_PDEATHSIG(SIGKILL), so a crashed or killed test
 // leaves no orphans.
 #ifndef PICE_TESTS_INTEGRATION_HARNESS_H_
@@ -168,7 +168,7 @@ inline bool HealthServing(const std::string& address) {
   return bytes == std::string("\x08\x01", 2);
 }
 
-// A node binary started with --config FILE --port_file FILE, serving on 127.0.0.1.
+// A node binary started with --config FILE --port-file FILE, serving on 127.0.0.1.
 class Node {
  public:
   // Writes `yaml` to <dir>/<name>.yaml and starts `binary`. Call Ready() to wait.
@@ -177,7 +177,7 @@ class Node {
       : name_(name), port_file_(dir.File(name + ".port")) {
     const std::string config = dir.File(name + ".yaml");
     WriteFile(config, yaml);
-    std::vector<std::string> argv = {BinDir() + "/" + binary, "--config", config, "--port_file",
+    std::vector<std::string> argv = {BinDir() + "/" + binary, "--config", config, "--port-file",
                                      port_file_};
     for (auto& a : extra_args) argv.push_back(std::move(a));
     process_ = std::make_unique<Process>(argv, dir.File(name));

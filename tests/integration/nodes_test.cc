@@ -88,7 +88,8 @@ TEST(CancellationTest, CancellingAQueryStopsTheEdgeWork) {
   EXPECT_LT(steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
-// Each binary refuses a bad file: exit code non-zero, stderr names the file and the key.
+// Each binary refuses a bad file: exit status 2 (as the README says), stderr names the
+// file and the key.
 TEST(ConfigErrorTest, EveryBinaryNamesTheBadKey) {
   TempDir dir;
   struct Case {
@@ -113,11 +114,51 @@ TEST(ConfigErrorTest, EveryBinaryNamesTheBadKey) {
     const std::string name = "bad" + std::to_string(i++);
     Node node(dir, name, c.binary, c.yaml);
     const int rc = node.process().WaitExit(std::chrono::seconds(30));
-    EXPECT_GT(rc, 0) << c.binary << " should refuse: " << c.yaml;
+    EXPECT_EQ(rc, 2) << c.binary << " should refuse: " << c.yaml;
     const std::string err = node.process().Stderr();
     EXPECT_NE(err.find(c.key), std::string::npos) << c.binary << ": " << err;
     EXPECT_NE(err.find(name + ".yaml"), std::string::npos) << c.binary << ": " << err;
   }
+}
+
+// Issue 8.11: every binary and every pice subcommand answers --help with its flags and
+// exit status 0; the underscore spelling of a flag is the same flag.
+TEST(HelpTest, EveryBinaryAndSubcommandAnswersHelp) {
+  struct Case {
+    std::vector<std::string> argv;
+    std::string expect;  // a flag the text must name
+  };
+  const std::vector<Case> cases = {
+      {{"pice-cloud", "--help"}, "--port-file"},
+      {{"pice-edge", "--help"}, "--node"},
+      {{"pice-scheduler", "-h"}, "--drain-seconds"},
+      {{"pice", "--help"}, "bench chaos"},
+      {{"pice", "generate", "--help"}, "--max-tokens"},
+      {{"pice", "tokenize", "--help"}, "--parse-special"},
+      {{"pice", "gen-model", "--help"}, "--n-head-kv"},
+      {{"pice", "query", "--help"}, "--route"},
+      {{"pice", "local", "--help"}, "--models"},
+      {{"pice", "bench", "engine", "--help"}, "--shared-prefix"},
+      {{"pice", "bench", "quality", "--help"}, "--thresholds"},
+      {{"pice", "bench", "e2e", "--help"}, "--overhead-queries"},
+      {{"pice", "bench", "chaos", "--help"}, "--kill-interval-ms"},
+      {{"pice-engine", "generate", "--help"}, "--prompt"},
+  };
+  TempDir dir;
+  int i = 0;
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = c.argv;
+    argv[0] = BinDir() + "/" + argv[0];
+    Process p(argv, dir.File("help" + std::to_string(i++)));
+    EXPECT_EQ(p.WaitExit(std::chrono::seconds(30)), 0) << argv[0] << " " << c.argv.back();
+    EXPECT_NE(p.Stdout().find(c.expect), std::string::npos)
+        << c.argv[0] << " " << c.argv.back() << ": " << p.Stdout();
+  }
+  // --port_file and --port-file are one flag: an unknown spelling is refused with 2.
+  Process bad({BinDir() + "/pice-edge", "--config", "x.yaml", "--port_fiel", "p"},
+              dir.File("bad"));
+  EXPECT_EQ(bad.WaitExit(std::chrono::seconds(30)), 2);
+  EXPECT_NE(bad.Stderr().find("--port-fiel"), std::string::npos) << bad.Stderr();
 }
 
 }  // namespace

@@ -128,8 +128,11 @@ const char* kQuestions[] = {
 
 TEST(ChaosTest, EdgesKilledAndRestartedLoseNoQuery) {
   std::string out;
+  // --models: the build directory may be anywhere (scripts/sanitize.sh's is not beside
+  // the sources).
   const int rc = RunCommand(BinDir() + "/pice bench chaos --queries 120 --edges 3 "
-                                       "--kill-interval-ms 200 --concurrency 4 --json",
+                                       "--kill-interval-ms 200 --concurrency 4 --json --models " +
+                                ModelsDir(),
                             &out);
   std::printf("%s", out.c_str());
   ASSERT_EQ(rc, 0) << out;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/args.h"
+
 #include "common/status.h"
 
 namespace pice {
@@ -147,6 +149,26 @@ TEST(StatusTest, DeltaStreamerHoldsBackStopPrefixesAndPartialUtf8) {
   DeltaStreamer e({});
   EXPECT_EQ(e.Push("ab"), "ab");
   EXPECT_EQ(e.Finish("abc"), "c");
+}
+
+}  // namespace
+}  // namespace pice
+
+namespace pice {
+namespace {
+
+// Issue 8.11: one flag style; the underscore spelling is the same flag, --help/-h always.
+TEST(ArgsTest, DashesAndUnderscoresAreOneFlagAndHelpIsAlwaysThere) {
+  auto a = Args::Parse({"--port_file", "p", "--log-level=debug", "-h", "q"},
+                       {"port-file", "log-level"}, {});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->Str("port-file"), "p");
+  EXPECT_EQ(a->Str("log-level"), "debug");
+  EXPECT_TRUE(a->Help());
+  EXPECT_EQ(a->positional(), std::vector<std::string>{"q"});
+  auto bad = Args::Parse({"--portfile", "p"}, {"port-file"}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--portfile"), std::string::npos);
 }
 
 }  // namespace

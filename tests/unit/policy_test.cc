@@ -264,6 +264,15 @@ answer: {point_format: "{point}={expansion}.", separator: " "}
   }
 }
 
+// Issue 8.9: with no policy the scheduler routes with the general-purpose policy.
+TEST(SchedulerConfigTest, TheDefaultPolicyIsGeneral) {
+  auto r = ConfigNode::LoadString("cloud: 127.0.0.1:1\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  auto o = ParseSchedulerOptions(*r);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->policy.name, "general");
+}
+
 TEST(SchedulerConfigTest, DeployedFilesLoad) {
   auto o = LoadSchedulerOptions(std::string(PICE_SOURCE_DIR) + "/deploy/scheduler.yaml");
   ASSERT_TRUE(o.ok()) << o.status();

@@ -1,7 +1,10 @@
-// A small command-line parser for the pice subcommands: `--name value`, `--name=value`
-// and boolean `--flag`. Every error is one line naming the flag.
-#ifndef PICE_CLI_ARGS_H_
-#define PICE_CLI_ARGS_H_
+// A small command-line parser for every PICE binary and `pice` subcommand: `--name value`,
+// `--name=value` and boolean `--flag`. Flags are spelled with dashes (--port-file); an
+// underscore spelling (--port_file) is read as the same flag. `--help` and `-h` are
+// always accepted (Help()). Every error is one line naming the flag. Depends on abseil
+// only, so the gRPC-free pice-engine uses it too.
+#ifndef PICE_COMMON_ARGS_H_
+#define PICE_COMMON_ARGS_H_
 
 #include <map>
 #include <set>
@@ -10,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace pice::cli {
+namespace pice {
 
 class Args {
  public:
@@ -21,6 +24,8 @@ class Args {
                                     const std::set<std::string>& bool_flags);
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  // --help or -h was given: print the usage to stdout and exit 0.
+  bool Help() const { return Has("help"); }
   bool Flag(const std::string& name) const { return Has(name); }
   std::string Str(const std::string& name, const std::string& def = "") const;
   absl::StatusOr<std::string> Required(const std::string& name) const;
@@ -37,6 +42,6 @@ class Args {
   std::vector<std::string> positional_;
 };
 
-}  // namespace pice::cli
+}  // namespace pice
 
-#endif  // PICE_CLI_ARGS_H_
+#endif  // PICE_COMMON_ARGS_H_

@@ -1,5 +1,6 @@
-#include "cli/args.h"
+#include "common/args.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -8,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace pice::cli {
+namespace pice {
 
 absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
                                  const std::set<std::string>& value_flags,
@@ -16,6 +17,10 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
   Args a;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& w = argv[i];
+    if (w == "-h") {
+      a.values_["help"] = "1";
+      continue;
+    }
     if (w.size() < 3 || w.compare(0, 2, "--") != 0) {
       a.positional_.push_back(w);
       continue;
@@ -26,6 +31,12 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
       has_value = true;
+    }
+    // One style: --port-file. --port_file is read as the same flag.
+    std::replace(name.begin(), name.end(), '_', '-');
+    if (name == "help" && !has_value) {
+      a.values_["help"] = "1";
+      continue;
     }
     if (bool_flags.count(name)) {
       if (has_value) return absl::InvalidArgumentError(absl::StrCat("--", name, " takes no value"));
@@ -99,4 +110,4 @@ absl::StatusOr<std::vector<int64_t>> Args::IntList(const std::string& name, std:
   return out;
 }
 
-}  // namespace pice::cli
+}  // namespace pice

@@ -1,0 +1,86 @@
+#include "cli/usage.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace pice::cli {
+namespace {
+
+struct Command {
+  const char* name;
+  bool engine;        // pice-engine has it too
+  const char* usage;  // flags, one per line or two
+};
+
+// Flags are spelled with dashes; --flag_name is read as --flag-name.
+constexpr Command kCommands[] = {
+    {"generate", true,
+     "  generate  --model M.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]\n"
+     "            [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--threads N]\n"
+     "            [--stop STR] [--ctx N] [--chat] [--no-bos] [--json]\n"},
+    {"tokenize", true, "  tokenize  --model M.gguf --text TEXT [--no-bos] [--parse-special] [--json]\n"},
+    {"gen-model", true,
+     "  gen-model --arch llama|qwen2 --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
+     "            --n-vocab V --type f32|f16|q8_0|q4_0 [--seed S] [--n-ctx C] --out FILE\n"},
+    {"bench engine", true,
+     "  bench engine --model M.gguf [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
+     "            [--batch 1,2,4,8] [--repeat R] [--shared-prefix]\n"},
+    {"query", false,
+     "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
+     "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
+     "            [--max-points N] [--category C] [--timeout SECONDS] QUESTION\n"},
+    {"local", false,
+     "  local     [--config FILE] [--port P] [--models DIR] [--log-level L] [--print-config]\n"
+     "            [query flags] [QUESTION]\n"
+     "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
+     "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM\n"},
+    {"bench quality", false,
+     "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
+     "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n"},
+    {"bench e2e", false,
+     "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
+     "            [--concurrency C] [--timeout SECONDS] [--config FILE] [--models DIR]\n"
+     "            [--overhead-queries N] [--json]\n"},
+    {"bench chaos", false,
+     "  bench chaos --queries N --edges E --kill-interval-ms M [--concurrency C] [--json]\n"
+     "            [--eval FILE] [--models DIR] [--seed S] [--timeout SECONDS] [--keep]\n"
+     "            cloud, E edges and a scheduler as processes; SIGKILLs and restarts edges\n"},
+};
+
+constexpr char kExit[] =
+    "exit status: 0 on success (and for --help), 1 when the work failed, 2 for a bad flag,\n"
+    "argument or config\n";
+
+}  // namespace
+
+std::string CommandUsage(const std::string& command) {
+  for (const Command& c : kCommands) {
+    if (command == c.name) return absl::StrCat("usage: pice ", c.name, " [flags]\n", c.usage, kExit);
+  }
+  return "";
+}
+
+std::string FullUsage(const std::string& program, bool engine_only) {
+  std::string out = absl::StrCat("usage: ", program, " <command> [flags]   (", program,
+                                 " <command> --help: its flags)\n\nengine:\n");
+  for (const Command& c : kCommands) {
+    if (c.engine) out += c.usage;
+  }
+  if (!engine_only) {
+    out += "\nserving:\n";
+    for (const Command& c : kCommands) {
+      if (!c.engine) out += c.usage;
+    }
+  }
+  out += "\n";
+  out += kExit;
+  return out;
+}
+
+bool WantsHelp(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace pice::cli
