@@ -140,13 +140,14 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   // Per-call state, touched only by the engine worker thread.
   struct State {
     std::string prefix;       // the response prefix: part of the sketch text
-    std::vector<Token> tokens;
+    std::string text;         // prefix + the pieces generated so far
     std::unique_ptr<IncrementalSketchParser> parser;
     int sent = 0;
     bool stopped_by_us = false;
   };
   auto st = std::make_shared<State>();
   st->prefix = built.response_prefix;
+  st->text = st->prefix;
   SketchParseOptions po = template_.parse;
   po.max_points = budget;
   st->parser = std::make_unique<IncrementalSketchParser>(po);
@@ -157,9 +158,9 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   r.options = *gen;
   r.cancelled = reactor->cancelled();
   r.on_token = [st, reactor, tok, id](Token t, float) {
-    st->tokens.push_back(t);
-    std::string text = st->prefix + tok->Decode(st->tokens);
-    for (auto& p : st->parser->Update(text)) {
+    // The text grows by this token's piece; the parser resumes where it stopped.
+    st->text += tok->TokenToPiece(t);
+    for (auto& p : st->parser->Update(st->text)) {
       v1::SketchEvent ev;
       ev.set_request_id(id);
       ev.mutable_point()->set_index(st->sent++);
@@ -232,8 +233,6 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   }
 
   struct State {  // touched only by the engine worker thread
-    std::vector<Token> tokens;
-    std::string decoded;  // Decode(tokens)
     std::unique_ptr<DeltaStreamer> streamer;
   };
   auto st = std::make_shared<State>();
@@ -251,14 +250,9 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   r.options = *gen;
   r.cancelled = reactor->cancelled();
   r.on_token = [st, reactor, tok, write_delta](Token t, float) {
-    st->tokens.push_back(t);
-    // Decoding the whole sequence gives what the final text will be; send what it adds.
-    std::string text = tok->Decode(st->tokens);
-    if (text.size() >= st->decoded.size() &&
-        text.compare(0, st->decoded.size(), st->decoded) == 0) {
-      write_delta(st->streamer->Push(std::string_view(text).substr(st->decoded.size())));
-    }
-    st->decoded = std::move(text);
+    // Decoding is the concatenation of the tokens' pieces, so the final text grows by
+    // this token's piece: send what that makes safe (O(piece) per token).
+    write_delta(st->streamer->Push(tok->TokenToPiece(t)));
     return !reactor->IsCancelled();
   };
   const std::string node = options_.node;

@@ -62,107 +62,143 @@ struct Scan {
   const char* shape = "";
 };
 
-Scan ScanMarkers(std::string_view t, bool final, const SketchParseOptions& o) {
-  enum { kNone, kNumber, kBullet } style = kNone;
-  std::vector<std::pair<size_t, size_t>> marks;  // (marker start, content start)
-  int expected = 1;
-  for (size_t i = 0; i < t.size();) {
-    if (style != kBullet) {
-      size_t c = MatchNumbered(t, i, expected, final);
-      if (c != kNpos) {
-        style = kNumber;
-        marks.push_back({i, c});
-        ++expected;
-        i = c;
-        continue;
-      }
-    }
-    if (style != kNumber) {
-      size_t c = MatchBullet(t, i);
-      if (c != kNpos) {
-        style = kBullet;
-        marks.push_back({i, c});
-        i = c;
-        continue;
-      }
-    }
-    ++i;
-  }
-  Scan s;
-  s.markers = static_cast<int>(marks.size());
-  s.shape = style == kNumber ? "numbered" : style == kBullet ? "bullets" : "";
-  for (size_t k = 0; k < marks.size(); ++k) {
-    size_t begin = marks[k].second;
-    size_t end = k + 1 < marks.size() ? marks[k + 1].first : kNpos;
-    bool complete = end != kNpos || final;
-    if (end == kNpos) end = t.size();
-    if (o.points_end_at_newline || style == kBullet) {
-      size_t p = begin;
-      while (p < end && IsSpace(t[p])) ++p;  // content may start on the next line
-      size_t nl = t.find('\n', p);
-      if (nl != kNpos && nl < end) {
-        end = nl;
-        complete = true;
-      }
-    }
-    if (!complete) break;
-    s.points.push_back(t.substr(begin, end - begin));
-  }
-  return s;
-}
+}  // namespace
 
-Scan ScanSentences(std::string_view t, bool final) {
-  Scan s;
-  s.shape = "sentences";
-  size_t start = 0;
-  for (size_t i = 0; i < t.size(); ++i) {
-    char c = t[i];
-    bool end_here = false;
-    if (c == '\n') {
-      end_here = true;
-    } else if ((c == '.' || c == '!' || c == '?') && i + 1 < t.size() && IsSpace(t[i + 1])) {
-      end_here = true;
-    }
-    if (end_here) {
-      std::string_view seg = t.substr(start, i + 1 - start);
-      if (!TrimChars(seg, " \t\r\n").empty()) s.points.push_back(seg);
-      start = i + 1;
-    }
-  }
-  if (final && start < t.size() && !TrimChars(t.substr(start), " \t\r\n").empty()) {
-    s.points.push_back(t.substr(start));
-  }
-  s.markers = static_cast<int>(s.points.size());
-  return s;
-}
+namespace sketch_internal {
 
-// Consecutive pieces of about `n` bytes, each ended at a UTF-8 boundary; the last, short
-// one only when `final`.
-Scan ScanChunks(std::string_view t, size_t n, bool final) {
-  Scan s;
-  s.shape = "chunks";
-  size_t start = 0;
-  while (start < t.size()) {
-    size_t end = start + std::max<size_t>(n, 1);
-    while (end < t.size() && (static_cast<unsigned char>(t[end]) & 0xC0) == 0x80) ++end;
-    if (end >= t.size()) {
-      if (final) s.points.push_back(t.substr(start));
-      break;
+// Scans a growing text for complete points, resuming where the previous call left off:
+// a point once complete is never revised, and positions whose matches cannot depend on
+// text still to come are not looked at again, so a whole generation costs O(its length)
+// (plus the current point's length per call). Run(t, final) with a fresh Scanner is the
+// whole-text scan.
+class Scanner {
+ public:
+  explicit Scanner(const SketchParseOptions& o) : o_(o) {}
+
+  // `t` extends the text of the previous call. At the end of the text, a marker or
+  // point counts only when `final` (then no further call may follow).
+  Scan Run(std::string_view t, bool final) {
+    switch (o_.mode) {
+      case SketchParseOptions::Mode::kSentences: RunSentences(t, final); break;
+      case SketchParseOptions::Mode::kChunks: RunChunks(t, final); break;
+      case SketchParseOptions::Mode::kNumbered: RunMarkers(t, final); break;
     }
-    s.points.push_back(t.substr(start, end - start));
-    start = end;
+    Scan s;
+    for (auto [b, e] : points_) s.points.push_back(t.substr(b, e - b));
+    if (tail_ != kNpos) s.points.push_back(t.substr(tail_));
+    s.markers = o_.mode == SketchParseOptions::Mode::kNumbered ? static_cast<int>(marks_.size())
+                                                               : static_cast<int>(s.points.size());
+    s.shape = o_.mode == SketchParseOptions::Mode::kSentences ? "sentences"
+              : o_.mode == SketchParseOptions::Mode::kChunks  ? "chunks"
+              : style_ == kNumber                             ? "numbered"
+              : style_ == kBullet                             ? "bullets"
+                                                              : "";
+    return s;
   }
-  s.markers = static_cast<int>(s.points.size());
-  return s;
-}
+
+ private:
+  // A match at i reads at most this far past i ("(123) "), so only the last few
+  // positions of a scan can have failed for want of text.
+  static constexpr size_t kLookahead = 8;
+
+  void RunMarkers(std::string_view t, bool final) {
+    size_t i = resume_;
+    while (i < t.size()) {
+      if (style_ != kBullet) {
+        size_t c = MatchNumbered(t, i, expected_, final);
+        if (c != kNpos) {
+          style_ = kNumber;
+          marks_.push_back({i, c});
+          ++expected_;
+          i = c;
+          continue;
+        }
+      }
+      if (style_ != kNumber) {
+        size_t c = MatchBullet(t, i);
+        if (c != kNpos) {
+          style_ = kBullet;
+          marks_.push_back({i, c});
+          i = c;
+          continue;
+        }
+      }
+      ++i;
+    }
+    resume_ = std::max(marks_.empty() ? 0 : marks_.back().second,
+                       t.size() > kLookahead ? t.size() - kLookahead : 0);
+    for (size_t k = points_.size(); k < marks_.size(); ++k) {
+      size_t begin = marks_[k].second;
+      size_t end = k + 1 < marks_.size() ? marks_[k + 1].first : kNpos;
+      bool complete = end != kNpos || final;
+      if (end == kNpos) end = t.size();
+      if (o_.points_end_at_newline || style_ == kBullet) {
+        size_t p = begin;
+        while (p < end && IsSpace(t[p])) ++p;  // content may start on the next line
+        size_t nl = t.find('\n', p);
+        if (nl != kNpos && nl < end) {
+          end = nl;
+          complete = true;
+        }
+      }
+      if (!complete) break;
+      points_.push_back({begin, end});
+    }
+  }
+
+  void RunSentences(std::string_view t, bool final) {
+    size_t i = resume_;
+    for (; i < t.size(); ++i) {
+      const char c = t[i];
+      bool end_here = false;
+      if (c == '\n') {
+        end_here = true;
+      } else if ((c == '.' || c == '!' || c == '?') && i + 1 < t.size() && IsSpace(t[i + 1])) {
+        end_here = true;
+      }
+      if (end_here) {
+        std::string_view seg = t.substr(start_, i + 1 - start_);
+        if (!TrimChars(seg, " \t\r\n").empty()) points_.push_back({start_, i + 1});
+        start_ = i + 1;
+      }
+    }
+    // The last character is looked at again: it may end a sentence once a space follows.
+    resume_ = std::max(start_, t.empty() ? 0 : t.size() - 1);
+    if (final && start_ < t.size() && !TrimChars(t.substr(start_), " \t\r\n").empty()) {
+      tail_ = start_;
+    }
+  }
+
+  void RunChunks(std::string_view t, bool final) {
+    while (start_ < t.size()) {
+      size_t end = start_ + std::max<size_t>(o_.chunk_chars, 1);
+      while (end < t.size() && (static_cast<unsigned char>(t[end]) & 0xC0) == 0x80) ++end;
+      if (end >= t.size()) {
+        if (final) tail_ = start_;
+        break;
+      }
+      points_.push_back({start_, end});
+      start_ = end;
+    }
+  }
+
+  const SketchParseOptions& o_;
+  enum Style { kNone, kNumber, kBullet } style_ = kNone;
+  int expected_ = 1;
+  std::vector<std::pair<size_t, size_t>> marks_;   // (marker start, content start)
+  std::vector<std::pair<size_t, size_t>> points_;  // complete points as [begin, end)
+  size_t resume_ = 0;                              // where the next scan starts
+  size_t start_ = 0;                               // sentences, chunks: the open point
+  size_t tail_ = kNpos;                            // final: the unterminated last point
+};
+
+}  // namespace sketch_internal
+
+namespace {
 
 Scan ScanFor(std::string_view t, const SketchParseOptions& o, bool final) {
-  switch (o.mode) {
-    case SketchParseOptions::Mode::kSentences: return ScanSentences(t, final);
-    case SketchParseOptions::Mode::kChunks: return ScanChunks(t, o.chunk_chars, final);
-    case SketchParseOptions::Mode::kNumbered: break;
-  }
-  return ScanMarkers(t, final, o);
+  sketch_internal::Scanner s(o);
+  return s.Run(t, final);
 }
 
 }  // namespace
@@ -174,16 +210,21 @@ std::string_view TrimChars(std::string_view s, std::string_view chars) {
   return s.substr(b, e + 1 - b);
 }
 
+IncrementalSketchParser::IncrementalSketchParser(SketchParseOptions options)
+    : options_(std::move(options)), scanner_(std::make_unique<sketch_internal::Scanner>(options_)) {}
+
+IncrementalSketchParser::~IncrementalSketchParser() = default;
+
 std::vector<std::string> IncrementalSketchParser::Update(std::string_view text) {
   std::vector<std::string> out;
   if (saturated_) return out;
-  Scan s = ScanFor(text, options_, false);
-  std::vector<std::string> valid;
-  for (auto raw : s.points) {
-    std::string p(TrimChars(raw, options_.strip_chars));
-    if (p.empty()) continue;
-    valid.push_back(std::move(p));
+  Scan s = scanner_->Run(text, false);
+  for (size_t k = scanned_points_; k < s.points.size(); ++k) {
+    std::string p(TrimChars(s.points[k], options_.strip_chars));
+    if (!p.empty()) valid_.push_back(std::move(p));
   }
+  scanned_points_ = s.points.size();
+  const std::vector<std::string>& valid = valid_;
   // Over the budget counts non-empty points, as Finish does: a marker with nothing after
   // it (" 1. a 2. 3. b") is no point.
   if (!options_.truncate_over_budget && options_.max_points > 0 &&

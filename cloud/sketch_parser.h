@@ -57,11 +57,18 @@ struct ParsedSketch {
 // Parses a complete sketch text.
 ParsedSketch ParseSketch(std::string_view text, const SketchParseOptions& options);
 
+namespace sketch_internal {
+class Scanner;
+}  // namespace sketch_internal
+
 class IncrementalSketchParser {
  public:
-  explicit IncrementalSketchParser(SketchParseOptions options) : options_(std::move(options)) {}
+  explicit IncrementalSketchParser(SketchParseOptions options);
+  ~IncrementalSketchParser();
 
   // `text` is the whole sketch generated so far (each call extends the previous one).
+  // Scanning resumes where the previous call stopped: a whole generation costs time
+  // linear in its length, not quadratic.
   // Returns the points completed since the last call, in order; a point returned once
   // is never revised. Points stop coming once the sketch turned out unusable (a point
   // failed point_regex / max_point_chars) or the budget is full.
@@ -79,6 +86,9 @@ class IncrementalSketchParser {
 
  private:
   SketchParseOptions options_;
+  std::unique_ptr<sketch_internal::Scanner> scanner_;  // the resumable scan behind Update
+  size_t scanned_points_ = 0;               // complete points seen by Update
+  std::vector<std::string> valid_;          // their non-empty trimmed forms
   std::vector<std::string> emitted_;
   bool saturated_ = false;
   bool unusable_ = false;

@@ -190,12 +190,15 @@ absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
 
 std::string DeltaStreamer::Push(std::string_view piece) {
   if (stopped_) return "";
+  const size_t before = text_.size();
   text_.append(piece.data(), piece.size());
   size_t safe = CompleteUtf8Prefix(text_);
-  // A full stop-string match ends the text at its start.
+  // A full stop-string match ends the text at its start. Only a match that ends in the
+  // new piece can be new: each search starts len - 1 bytes before it (linear overall).
   for (const auto& s : stop_) {
     if (s.empty()) continue;
-    size_t at = text_.find(s);
+    const size_t from = before >= s.size() - 1 ? before - (s.size() - 1) : 0;
+    size_t at = text_.find(s, from);
     if (at != std::string::npos && at < safe) {
       safe = at;
       stopped_ = true;

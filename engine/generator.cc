@@ -91,10 +91,16 @@ bool SequenceState::Advance(const float* logits, const Tokenizer& tok, int n_voc
     return false;
   }
   if (!options_.stop.empty()) {
-    std::string text = tok.Decode(result_.tokens);
-    if (CutAtStop(&text, options_.stop)) {
-      result_.finish = FinishReason::kStop;
-      return false;
+    // The text grows by this token's piece; only a stop string ending in it can be new.
+    const size_t before = text_.size();
+    text_ += tok.TokenToPiece(t);
+    for (const std::string& stop : options_.stop) {
+      if (stop.empty()) continue;
+      const size_t from = before >= stop.size() - 1 ? before - (stop.size() - 1) : 0;
+      if (text_.find(stop, from) != std::string::npos) {
+        result_.finish = FinishReason::kStop;
+        return false;
+      }
     }
   }
   if (int(result_.tokens.size()) >= options_.max_tokens) {

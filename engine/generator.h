@@ -70,6 +70,7 @@ class SequenceState {
   Sampler sampler_;
   std::vector<Token> history_;
   GenerateResult result_;
+  std::string text_;  // the output decoded so far, kept while stop strings are set
 };
 
 // Called after each sampled token; return false to cancel the sequence.

@@ -54,15 +54,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       new std::shared_ptr<const std::regex>(std::make_shared<std::regex>(
           "[0-9]{1,4} ?[-+*] ?[0-9]{1,4}", std::regex::ECMAScript));
   pice::SketchParseOptions o;
-  o.mode = (data[0] & 1) ? pice::SketchParseOptions::Mode::kSentences
-                         : pice::SketchParseOptions::Mode::kNumbered;
+  o.mode = (data[2] & 0x80) ? pice::SketchParseOptions::Mode::kChunks
+           : (data[0] & 1)  ? pice::SketchParseOptions::Mode::kSentences
+                            : pice::SketchParseOptions::Mode::kNumbered;
+  o.chunk_chars = 1 + ((data[2] >> 4) & 7) * 5;
   o.truncate_over_budget = data[0] & 2;
   o.points_end_at_newline = data[0] & 4;
   if (data[0] & 8) o.point_regex = *arith_regex;
   o.max_points = data[0] >> 4;
   o.min_points = 1 + (data[1] & 3);
   o.max_point_chars = (data[1] >> 2) ? (data[1] >> 2) * 8 : 400;
-  const size_t chunk = 1 + data[2] % 16;
+  const size_t chunk = 1 + (data[2] & 15);
   std::string_view text(reinterpret_cast<const char*>(data + 3), size - 3);
 
   const pice::ParsedSketch whole = pice::ParseSketch(text, o);
@@ -75,6 +77,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       streamed.push_back(std::move(p));
     }
     if (inc.emitted() != static_cast<int>(streamed.size())) Fail("emitted() disagrees");
+    // The resumable scan sees what a scan of the whole prefix sees (until either parser
+    // saturates: over the budget at once is unusable, one point at a time is not).
+    pice::IncrementalSketchParser fresh(o);
+    const auto all = fresh.Update(text.substr(0, std::min(end, text.size())));
+    if (!fresh.Saturated() && !inc.Saturated() && all != streamed) {
+      Fail("the incremental scan disagrees with a scan of the whole prefix");
+    }
   }
   const pice::ParsedSketch fin = inc.Finish(text);
   CheckResult(fin, o);
