@@ -68,6 +68,8 @@ struct Engine::Impl {
   int active = 0;                      // guarded by mu
   double tokens_per_s = 0;             // guarded by mu
   uint64_t completed = 0, rejected = 0;  // guarded by mu
+  int peak_batch = 0;                  // guarded by mu
+  uint64_t steps = 0;                  // guarded by mu
 
   std::vector<std::unique_ptr<LiveSeq>> live;  // worker thread only
   std::mutex join_mu;                  // serializes Stop()'s join
@@ -337,6 +339,10 @@ void Engine::Impl::Loop() {
       std::lock_guard<std::mutex> l(mu);
       for (auto& s : done) committed -= s->committed;
       completed += done.size();
+      if (!in_batch.empty()) {
+        ++steps;
+        peak_batch = std::max(peak_batch, int(in_batch.size()));
+      }
       active = int(live.size());
       if (dt > 0 && generated > 0) {
         const double rate = generated / dt;
@@ -418,6 +424,8 @@ EngineStats Engine::stats() const {
   s.tokens_per_s = impl_->tokens_per_s;
   s.completed = impl_->completed;
   s.rejected = impl_->rejected;
+  s.peak_batch = impl_->peak_batch;
+  s.steps = impl_->steps;
   return s;
 }
 

@@ -65,6 +65,8 @@ struct EngineStats {
   double tokens_per_s = 0;      // generated tokens per second, recent average
   uint64_t completed = 0;
   uint64_t rejected = 0;
+  int peak_batch = 0;           // most sequences decoded together in one step so far
+  uint64_t steps = 0;           // forward passes run
 };
 
 class Engine {

@@ -1,17 +1,23 @@
 // The forward pass against llama.cpp's recorded greedy outputs (tests/data, copied from
 // ../shared/testdata; see its README for how they were made).
 //
-// Tolerances:
-//  - F32 models: first-position logits within 2e-3 of llama.cpp (an independent float64
+// Tolerances (per file; `tight` is what the engine reproduces, `loose` a rounding flip):
+//  - F32 models: logits within tight = 1e-4 of llama.cpp (an independent float64
 //    implementation lands within 2.3e-5; ours sums in float), every greedy token equal.
 //  - F16 / Q8_0 / Q4_0: activations are rounded to FP16 / Q8_0 as llama.cpp does, so the
-//    logits usually agree to ~1e-5; but a last-bit difference upstream (exp, sums) can
-//    flip one activation rounding, which is worth a whole quantization step (see
-//    tests/data/README.md). So: first-position logits within 0.5, log-probabilities of
-//    matched tokens within 0.25, and tokens exact up to the first step whose recorded
-//    top-1/top-2 gap is below 0.5 (the README's bound for such flips), where a
-//    divergence is a legitimate near-tie rather than a bug.
-//  - log-probabilities of matched tokens within 5e-3 for F32.
+//    logits agree to ~1e-6 (tight = 1e-4; F16's larger logits 2e-3). But a last-bit
+//    difference upstream (exp, sums) can flip one activation rounding, which is worth a
+//    whole quantization step (see tests/data/README.md): such a case may miss the tight
+//    bound by up to loose = 0.5 (log-probabilities 0.25), and since the flipped value
+//    sits in the KV cache, every later step of that case differs a little too. Measured
+//    on these files: no flip in 12 of 16; tiny-llama3 (random weights, many activations
+//    near a rounding boundary) flips in 3 of 4 cases (Q8_0) and 1 of 4 (Q4_0). A file
+//    passes when at most a quarter of its cases' first-position logits and at most half
+//    of its matched steps' log-probabilities need the loose bound.
+//  - Tokens exact up to the first step whose recorded top-1/top-2 gap is below near_tie
+//    (0.5, the README's bound for such flips; 0 for F32), where a divergence is a
+//    legitimate near-tie rather than a bug; and at least min_matched tokens per case
+//    (or all of a shorter case) must match before any divergence.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,9 +35,10 @@ using json = nlohmann::json;
 
 struct GoldenCase {
   std::string file;   // under tests/data
-  double logit_tol;
-  double logprob_tol;
+  double tight;       // logits and log-probabilities: what the engine reproduces
+  double loose;       // a documented rounding flip (first-position logits)
   double near_tie;    // divergence allowed only after a recorded gap below this
+  int min_matched = 12;
 };
 
 json LoadJson(const std::string& path) { return json::parse(testing::ReadFileOrDie(path)); }
@@ -40,6 +47,7 @@ class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(GoldenTest, MatchesLlamaCpp) {
   const GoldenCase& gc = GetParam();
+  const double loose_lp = std::min(gc.loose, 0.25);
   json d = LoadJson(testing::DataPath(gc.file));
   std::string model_rel = d["model"];
   // "models/x.gguf" relative to shared/; ours live under models/ too.
@@ -47,6 +55,7 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
   ASSERT_TRUE(model.ok()) << model.status();
   Context ctx(**model, 2);
   const int n_vocab = (*model)->hparams().n_vocab;
+  int cases = 0, cases_loose = 0, steps = 0, steps_loose = 0;
   for (const json& c : d["cases"]) {
     std::vector<Token> prompt = c["prompt_tokens"].get<std::vector<Token>>();
     std::vector<Token> want = c["generated_tokens"].get<std::vector<Token>>();
@@ -60,7 +69,9 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
     ASSERT_EQ(int(first.size()), n_vocab);
     double max_diff = 0;
     for (int i = 0; i < n_vocab; ++i) max_diff = std::max(max_diff, double(std::fabs(logits[i] - first[i])));
-    EXPECT_LT(max_diff, gc.logit_tol) << "first-position logits";
+    EXPECT_LT(max_diff, gc.loose) << "first-position logits";
+    ++cases;
+    cases_loose += max_diff >= gc.tight;
 
     bool diverged = false;
     size_t matched = 0;
@@ -75,13 +86,17 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
         diverged = true;
         break;
       }
-      EXPECT_NEAR(LogSoftmaxAt(l, got), want_lp[step], gc.logprob_tol) << "step " << step;
-      max_lp_diff = std::max(max_lp_diff, double(std::fabs(LogSoftmaxAt(l, got) - want_lp[step])));
+      const double lp_diff = std::fabs(LogSoftmaxAt(l, got) - want_lp[step]);
+      EXPECT_LT(lp_diff, loose_lp) << "step " << step;
+      max_lp_diff = std::max(max_lp_diff, lp_diff);
+      ++steps;
+      steps_loose += lp_diff >= gc.tight;
       ++matched;
       if ((*model)->tokenizer().IsEog(got)) break;  // llama.cpp's files include the EOS
       ASSERT_TRUE(ctx.Decode(std::vector<SeqInput>{{&kv, &got, 1}}).ok());
       logits = ctx.Logits(0);
     }
+    EXPECT_GE(matched, std::min<size_t>(want.size(), gc.min_matched)) << "tokens matched";
     std::printf("[ golden   ] %s: first-logit max diff %.2g, %zu/%zu tokens match, logprob max diff %.2g\n",
                 gc.file.c_str(), max_diff, matched, want.size(), max_lp_diff);
     if (!diverged && c.value("stopped_at_eog", false) && !(*model)->tokenizer().IsEog(want.back())) {
@@ -90,26 +105,30 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
       EXPECT_TRUE((*model)->tokenizer().IsEog(got)) << "expected end of generation, got " << got;
     }
   }
+  std::printf("[ golden   ] %s: %d/%d cases and %d/%d matched steps beyond the tight bound %.0e\n",
+              gc.file.c_str(), cases_loose, cases, steps_loose, steps, gc.tight);
+  EXPECT_LE(cases_loose, cases / 4) << "first-position logits beyond " << gc.tight;
+  EXPECT_LE(steps_loose, steps / 2) << "matched steps' log-probabilities beyond " << gc.tight;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Models, GoldenTest,
-    ::testing::Values(GoldenCase{"stories260K_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"stories260K-q8_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"stories260K-q4_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"tiny-qwen2_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"tiny-qwen2-q8_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"tiny-qwen2-q4_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"tiny-llama3_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"tiny-llama3-q8_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"tiny-llama3-q4_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"pice-arith/arith-cloud-f16_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"pice-arith/arith-edge-a_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"pice-arith/arith-edge-b_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"pice-arith/arith-edge-c_greedy.json", 2e-3, 5e-3, 0.0},
-                      GoldenCase{"pice-arith/arith-edge-a-q8_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"pice-arith/arith-edge-b-q8_0_greedy.json", 0.5, 0.25, 0.5},
-                      GoldenCase{"pice-arith/arith-edge-c-q8_0_greedy.json", 0.5, 0.25, 0.5}),
+    ::testing::Values(GoldenCase{"stories260K_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"stories260K-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"stories260K-q4_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"tiny-qwen2_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"tiny-qwen2-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"tiny-qwen2-q4_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"tiny-llama3_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"tiny-llama3-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"tiny-llama3-q4_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"pice-arith/arith-cloud-f16_greedy.json", 2e-3, 0.5, 0.5},
+                      GoldenCase{"pice-arith/arith-edge-a_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-b_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-c_greedy.json", 1e-4, 1e-4, 0.0},
+                      GoldenCase{"pice-arith/arith-edge-a-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"pice-arith/arith-edge-b-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      GoldenCase{"pice-arith/arith-edge-c-q8_0_greedy.json", 1e-4, 0.5, 0.5}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) {
       std::string n = info.param.file.substr(info.param.file.find_last_of('/') + 1);
       n = n.substr(0, n.find("_greedy"));

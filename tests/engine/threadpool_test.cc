@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -100,18 +102,33 @@ TEST(ThreadPoolTest, WakesSleepingWorkers) {
   }
 }
 
+// The process's threads, from /proc/self/task.
+int ThreadCount() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
 TEST(ThreadPoolTest, DestroysCleanlyWhileSpinningOrSleeping) {
-  { ThreadPool pool(3); }  // never used
+  // Destruction joins every worker, whatever it was doing: the thread count is back to
+  // where it was (a pool that leaked or detached a worker would leave it higher).
+  const int before = ThreadCount();
+  {
+    ThreadPool pool(3);
+    EXPECT_EQ(ThreadCount(), before + 2);  // the caller is the third thread
+  }  // never used
+  EXPECT_EQ(ThreadCount(), before);
   {
     ThreadPool pool(3);
     pool.ParallelFor(10, 1, [](int64_t, int64_t) {});
   }  // workers still spinning
+  EXPECT_EQ(ThreadCount(), before);
   {
     ThreadPool pool(2);
     pool.ParallelFor(10, 1, [](int64_t, int64_t) {});
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }  // workers asleep
-  SUCCEED();
+  EXPECT_EQ(ThreadCount(), before);
 }
 
 }  // namespace

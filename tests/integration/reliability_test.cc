@@ -207,7 +207,13 @@ TEST(LoadTest, MoreClientsThanSlotsAreServedOrRefusedWithAHint) {
   EXPECT_EQ(served + refused, kClients * kEach);
   EXPECT_GT(served, 0);
   for (Node* n : {&cloud, &e1, &e2, &sched}) EXPECT_TRUE(n->process().Running());
-  EXPECT_LT(rss_after, 512 * 1024) << "scheduler memory should stay bounded";
+  // The scheduler holds no model: what it may grow by is its admitted queries' state
+  // (limits.max_concurrent_queries = 6, each a prompt of at most max_prompt_bytes, its
+  // events and a few downstream calls: 512 KiB is generous) plus gRPC's threads and
+  // pools (8 MiB). 60 queries leaking 200 KiB each would break it (seen: ~1.2 MiB).
+  constexpr long kMaxConcurrent = 6, kPerQueryKiB = 512, kGrpcKiB = 8 * 1024;
+  EXPECT_LT(rss_after - rss_before, kMaxConcurrent * kPerQueryKiB + kGrpcKiB)
+      << "scheduler memory should stay bounded by its limits";
   // Still answers after the storm.
   auto stub = PiceStub(sched.address());
   std::string w;

@@ -153,7 +153,15 @@ TEST_F(NodesTest, EdgeExpandReportsEveryCandidate) {
     }
   }
   EXPECT_EQ(selected, 1);
-  EXPECT_GT(resp.agreement(), 0);
+  // Agreement is the share of the (equally weighted) candidates whose text is the
+  // selected one's (consensus with exact similarity for one-word answers).
+  std::string winner;
+  for (const auto& c : resp.candidates()) {
+    if (c.selected()) winner = c.text();
+  }
+  int same = 0;
+  for (const auto& c : resp.candidates()) same += c.text() == winner;
+  EXPECT_DOUBLE_EQ(resp.agreement(), same / 3.0);
 }
 
 TEST_F(NodesTest, CloudExpandHasTheSameShape) {
