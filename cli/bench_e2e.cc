@@ -1,9 +1,17 @@
 // pice bench e2e: end-to-end speed of the two routes and the scheduler's own overhead.
 //
 // For each route (cloud = the cloud writes the whole answer; sketch = the cloud sketches
-// and edges expand the points) runs the eval questions through the scheduler at a given
-// concurrency and reports latency (p50/p99), time to first content event, throughput and
-// tokens. The scheduler's overhead is the p50 latency of a full-route query through the
+// and edges expand the points) runs the same questions — every question of the eval
+// file, the dependent ones (where a sketch is wasted) included — through the scheduler at
+// a given concurrency, `--repeat` times with the routes alternating, and reports for each
+// metric the median over the repeats with its [min, max]:
+//   latency p50/p99; time to first answer content (the first delta or expansion, not a
+//   sketch point: that is not answer text); queries/s; useful tokens/s (the final answer
+//   text's tokens under the cloud model's tokenizer: the selected text only, the same
+//   measure on both routes) and generated tokens/s (every node, every ensemble member,
+//   the sketch included: the work spent). Both routes get the same answer budget: the
+//   request leaves max_tokens at 0 and each node applies its template's budget.
+// The scheduler's overhead is the p50 latency of a full-route query through the
 // scheduler minus the same question sent straight to the cloud's Generate (paired per
 // question, sequential, each after a warm-up of both, so the model time cancels out).
 #include <algorithm>
@@ -13,7 +21,12 @@
 #include <mutex>
 #include <thread>
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/gguf/gguf.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "common/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -38,16 +51,23 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
+struct QueryResult {
+  double latency_ms = 0;
+  double first_content_ms = 0;
+  int64_t useful_tokens = 0;     // tokens of the answer text
+  int64_t generated_tokens = 0;  // every node's generated tokens
+};
+
 struct RouteStats {
-  std::vector<double> latency_ms, first_ms;
-  int ok = 0, failed = 0;
-  int64_t tokens = 0;
+  std::vector<QueryResult> ok;
+  int failed = 0;
   double wall_s = 0;
 };
 
-// Runs every question on `route` with `concurrency` client threads.
+// Runs every question on `route` with `concurrency` client threads. `tok` counts the
+// answer's tokens (null: useful tokens are not counted).
 RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::Route route,
-                    int concurrency, double timeout_s) {
+                    int concurrency, double timeout_s, const Tokenizer* tok) {
   RouteStats st;
   std::mutex mu;
   std::atomic<size_t> next{0};
@@ -60,23 +80,24 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
         req.set_prompt(qs[i].question);
         req.set_route(route);
         auto start = Clock::now();
+        QueryResult r;
         double first = -1;
-        int64_t tokens = 0;
+        std::string answer;
         grpc::Status s = RunQuery(stub, req, timeout_s, [&](const v1::QueryEvent& ev) {
-          if (first < 0 && (ev.has_sketch_point() || ev.has_delta() || ev.has_answer())) {
+          if (first < 0 && (ev.has_delta() || ev.has_expansion() || ev.has_answer())) {
             first = Ms(Clock::now() - start);
           }
           if (ev.has_answer()) {
-            for (const auto& n : ev.answer().tokens()) tokens += n.generated_tokens();
+            answer = ev.answer().text();
+            for (const auto& n : ev.answer().tokens()) r.generated_tokens += n.generated_tokens();
           }
         });
-        double lat = Ms(Clock::now() - start);
+        r.latency_ms = Ms(Clock::now() - start);
+        r.first_content_ms = first < 0 ? r.latency_ms : first;
+        if (tok) r.useful_tokens = int64_t(tok->Encode(answer, false, false).size());
         std::lock_guard<std::mutex> l(mu);
         if (s.ok()) {
-          st.ok++;
-          st.latency_ms.push_back(lat);
-          st.first_ms.push_back(first < 0 ? lat : first);
-          st.tokens += tokens;
+          st.ok.push_back(r);
         } else {
           st.failed++;
         }
@@ -88,14 +109,42 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
   return st;
 }
 
-json RouteJson(const RouteStats& s) {
-  return json{{"queries", s.ok},
-              {"failed", s.failed},
-              {"latency_ms_p50", Percentile(s.latency_ms, 0.5)},
-              {"latency_ms_p99", Percentile(s.latency_ms, 0.99)},
-              {"first_event_ms_p50", Percentile(s.first_ms, 0.5)},
-              {"queries_per_s", s.wall_s > 0 ? s.ok / s.wall_s : 0.0},
-              {"generated_tokens_per_s", s.wall_s > 0 ? double(s.tokens) / s.wall_s : 0.0}};
+// One repeat's figures for a route.
+std::map<std::string, double> Figures(const RouteStats& s, bool useful) {
+  std::vector<double> lat, first;
+  double useful_tokens = 0, generated = 0;
+  for (const QueryResult& r : s.ok) {
+    lat.push_back(r.latency_ms);
+    first.push_back(r.first_content_ms);
+    useful_tokens += double(r.useful_tokens);
+    generated += double(r.generated_tokens);
+  }
+  std::map<std::string, double> f = {
+      {"latency_ms_p50", Percentile(lat, 0.5)},
+      {"latency_ms_p99", Percentile(lat, 0.99)},
+      {"first_content_ms_p50", Percentile(first, 0.5)},
+      {"queries_per_s", s.wall_s > 0 ? s.ok.size() / s.wall_s : 0.0},
+      {"generated_tokens_per_s", s.wall_s > 0 ? generated / s.wall_s : 0.0},
+      {"failed", double(s.failed)}};
+  if (useful) {
+    f["useful_tokens_per_s"] = s.wall_s > 0 ? useful_tokens / s.wall_s : 0.0;
+    f["useful_tokens_per_query"] = s.ok.empty() ? 0.0 : useful_tokens / s.ok.size();
+  }
+  return f;
+}
+
+// Median of each figure over the repeats, with "<name>_range": [min, max].
+json Summarize(const std::vector<std::map<std::string, double>>& repeats) {
+  json out;
+  if (repeats.empty()) return out;
+  for (const auto& [name, unused] : repeats.front()) {
+    std::vector<double> v;
+    for (const auto& r : repeats) v.push_back(r.at(name));
+    std::sort(v.begin(), v.end());
+    out[name] = Percentile(v, 0.5);
+    out[name + "_range"] = {v.front(), v.back()};
+  }
+  return out;
 }
 
 // Latency of a direct Cloud.Generate call for `question`, or -1 on error.
@@ -126,13 +175,15 @@ double DirectCloudMs(v1::Cloud::Stub* cloud, const std::string& question, double
 int RunBenchE2e(const std::vector<std::string>& argv) {
   const char* c = "bench e2e";
   auto a = Args::Parse(argv, {"eval", "target", "cloud", "queries", "concurrency", "timeout", "config",
-                              "models", "overhead-queries"},
+                              "models", "overhead-queries", "repeat", "tokenizer"},
                        {"json"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
-  auto n = a->Int("queries", 60, 1, 100000);
+  auto n = a->Int("queries", 0, 0, 100000);  // 0 = every question of the file
   auto conc = a->Int("concurrency", 4, 1, 256);
   auto timeout = a->Float("timeout", 60, 0, 3600);
   auto overhead_n = a->Int("overhead-queries", 40, 0, 100000);
+  auto repeat = a->Int("repeat", 3, 1, 100);
+  if (!repeat.ok()) return Fail(c, std::string(repeat.status().message()), 2);
   if (!overhead_n.ok()) return Fail(c, std::string(overhead_n.status().message()), 2);
   if (!n.ok() || !conc.ok() || !timeout.ok()) {
     return Fail(c, std::string((!n.ok() ? n.status() : !conc.ok() ? conc.status() : timeout.status()).message()), 2);
@@ -143,17 +194,23 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     if (!dir.ok()) return Fail(c, "--eval is required (no bundled eval file found)", 2);
     eval = *dir + "/../../tests/data/pice-arith/eval.jsonl";
   }
-  auto qs = LoadEval(eval);
-  if (!qs.ok()) return Fail(c, std::string(qs.status().message()));
-  std::vector<Question> independent;
-  for (auto& q : *qs) if (!q.dependent) independent.push_back(q);
-  while (independent.size() < size_t(*n) && !independent.empty()) {
-    independent.push_back(independent[independent.size() % qs->size() % independent.size()]);
+  auto all = LoadEval(eval);
+  if (!all.ok()) return Fail(c, std::string(all.status().message()));
+  if (all->empty()) return Fail(c, eval + ": no questions");
+  // N questions spread evenly over the file (so the mix of kinds is kept), cycling when
+  // N is larger than the file.
+  const int64_t count = *n > 0 ? *n : int64_t(all->size());
+  std::vector<Question> qs;
+  for (int64_t i = 0; i < count; ++i) {
+    qs.push_back((*all)[size_t(i * int64_t(all->size()) / count) % all->size()]);
   }
-  independent.resize(std::min(independent.size(), size_t(*n)));
-  if (independent.empty()) return Fail(c, eval + ": no independent questions");
+  int dependent = 0;
+  for (const Question& q : qs) dependent += q.dependent;
 
   std::unique_ptr<LocalStack> stack;
+  std::unique_ptr<gguf::GgufFile> tok_file;
+  std::unique_ptr<Tokenizer> tok_own;
+  const Tokenizer* tok = nullptr;
   std::string target = a->Str("target"), cloud_addr = a->Str("cloud");
   if (target.empty()) {
     (void)InitLogging("bench", "warn");
@@ -167,35 +224,60 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     target = stack->address();
     cloud_addr = stack->node_addresses().at(0);  // "name=host:port", the cloud first
     if (size_t eq = cloud_addr.find('='); eq != std::string::npos) cloud_addr = cloud_addr.substr(eq + 1);
+    tok = &stack->cloud_tokenizer();
+  }
+  if (a->Has("tokenizer")) {
+    auto f = gguf::GgufFile::Open(a->Str("tokenizer"));
+    if (!f.ok()) return Fail(c, std::string(f.status().message()), 2);
+    auto t = Tokenizer::FromGguf(**f);
+    if (!t.ok()) return Fail(c, std::string(t.status().message()), 2);
+    tok_file = *std::move(f);
+    tok_own = *std::move(t);
+    tok = tok_own.get();
   }
   auto stub = v1::Pice::NewStub(MakeClientChannel(target));
 
   json out;
   out["target"] = target;
-  out["questions"] = independent.size();
+  out["questions"] = qs.size();
+  out["dependent_questions"] = dependent;
   out["concurrency"] = *conc;
+  out["repeats"] = *repeat;
+  out["useful_tokens"] = tok ? "answer text tokens (cloud tokenizer)" : "not counted (--tokenizer)";
   // Warm-up: a few queries on each route.
-  std::vector<Question> warm(independent.begin(), independent.begin() + std::min<size_t>(2, independent.size()));
-  RunRoute(stub.get(), warm, v1::ROUTE_CLOUD, 1, *timeout);
-  RunRoute(stub.get(), warm, v1::ROUTE_SKETCH, 1, *timeout);
-  for (auto [route, name] : {std::pair{v1::ROUTE_CLOUD, "cloud"}, std::pair{v1::ROUTE_SKETCH, "sketch"}}) {
-    out["routes"][name] = RouteJson(RunRoute(stub.get(), independent, route, int(*conc), *timeout));
+  std::vector<Question> warm(qs.begin(), qs.begin() + std::min<size_t>(2, qs.size()));
+  RunRoute(stub.get(), warm, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+  RunRoute(stub.get(), warm, v1::ROUTE_SKETCH, 1, *timeout, nullptr);
+  std::vector<std::map<std::string, double>> cloud_runs, sketch_runs;
+  for (int64_t r = 0; r < *repeat; ++r) {
+    // Alternate which route goes first, so drift (caches, clocks) favours neither.
+    for (int k = 0; k < 2; ++k) {
+      const bool cloud_now = (k == 0) == (r % 2 == 0);
+      RouteStats st = RunRoute(stub.get(), qs, cloud_now ? v1::ROUTE_CLOUD : v1::ROUTE_SKETCH,
+                               int(*conc), *timeout, tok);
+      (cloud_now ? cloud_runs : sketch_runs).push_back(Figures(st, tok != nullptr));
+      std::fprintf(stderr, "bench e2e: repeat %lld/%lld, %s route: %zu ok, %d failed, %.1f s\n",
+                   static_cast<long long>(r + 1), static_cast<long long>(*repeat),
+                   cloud_now ? "cloud" : "sketch", st.ok.size(), st.failed, st.wall_s);
+    }
   }
+  out["routes"]["cloud"] = Summarize(cloud_runs);
+  out["routes"]["sketch"] = Summarize(sketch_runs);
   if (!cloud_addr.empty() && *overhead_n > 0) {
     auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr));
     std::vector<double> via, direct, diff;
-    const size_t m = std::min<size_t>(independent.size(), size_t(*overhead_n));
+    const size_t m = std::min<size_t>(qs.size(), size_t(*overhead_n));
     for (size_t i = 0; i < m; ++i) {
       // Each question once each way first, so both measured calls find the cloud's
       // prefix cache equally warm; then the measured pair.
-      DirectCloudMs(cloud.get(), independent[i].question, *timeout);
-      RunRoute(stub.get(), {independent[i]}, v1::ROUTE_CLOUD, 1, *timeout);
-      double d = DirectCloudMs(cloud.get(), independent[i].question, *timeout);
-      RouteStats s = RunRoute(stub.get(), {independent[i]}, v1::ROUTE_CLOUD, 1, *timeout);
-      if (d >= 0 && s.ok == 1) {
+      DirectCloudMs(cloud.get(), qs[i].question, *timeout);
+      RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+      double d = DirectCloudMs(cloud.get(), qs[i].question, *timeout);
+      RouteStats s = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+      if (d >= 0 && s.ok.size() == 1) {
         direct.push_back(d);
-        via.push_back(s.latency_ms[0]);
-        diff.push_back(s.latency_ms[0] - d);
+        via.push_back(s.ok[0].latency_ms);
+        diff.push_back(s.ok[0].latency_ms - d);
       }
     }
     out["direct_cloud_ms_p50"] = Percentile(direct, 0.5);
@@ -205,7 +287,27 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   if (a->Flag("json")) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%zu questions (%d dependent), concurrency %lld, median of %lld repeats [min, max]\n",
+                qs.size(), dependent, static_cast<long long>(*conc),
+                static_cast<long long>(*repeat));
+    std::printf("%-7s %24s %24s %22s %22s %24s\n", "route", "latency p50 ms", "latency p99 ms",
+                "first content p50 ms", "queries/s", "useful tokens/s");
+    for (const char* route : {"cloud", "sketch"}) {
+      const json& r = out["routes"][route];
+      auto cell = [&](const char* key) {
+        if (!r.contains(key)) return std::string("-");
+        return absl::StrFormat("%.1f [%.1f, %.1f]", r[key].get<double>(),
+                               r[std::string(key) + "_range"][0].get<double>(),
+                               r[std::string(key) + "_range"][1].get<double>());
+      };
+      std::printf("%-7s %24s %24s %22s %22s %24s\n", route, cell("latency_ms_p50").c_str(),
+                  cell("latency_ms_p99").c_str(), cell("first_content_ms_p50").c_str(),
+                  cell("queries_per_s").c_str(), cell("useful_tokens_per_s").c_str());
+    }
+    if (out.contains("scheduler_overhead_ms_p50")) {
+      std::printf("scheduler overhead p50 %.2f ms\n", out["scheduler_overhead_ms_p50"].get<double>());
+    }
+    std::printf("%s\n", out.dump().c_str());
   }
   if (stack) stack->Shutdown();
   return 0;

@@ -166,6 +166,7 @@ class LocalStackImpl final : public LocalStack {
   const std::string& address() const override { return address_; }
   const std::vector<std::string>& node_addresses() const override { return node_addresses_; }
   const scheduler::SchedulerOptions& scheduler_options() const override { return sched_options_; }
+  const Tokenizer& cloud_tokenizer() const override { return cloud_->engine().tokenizer(); }
 
   absl::StatusOr<std::string> AddScheduler(
       const std::function<void(scheduler::SchedulerOptions*)>& edit) override {

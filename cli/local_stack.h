@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "scheduler/config.h"
 
 namespace pice::cli {
@@ -39,6 +40,8 @@ class LocalStack {
   virtual const std::string& address() const = 0;
   virtual const std::vector<std::string>& node_addresses() const = 0;
   virtual const scheduler::SchedulerOptions& scheduler_options() const = 0;
+  // The cloud model's tokenizer (benchmarks count answer tokens with it).
+  virtual const Tokenizer& cloud_tokenizer() const = 0;
   // Starts one more scheduler on the same nodes with `edit` applied to its options (for
   // sweeps); returns its address.
   virtual absl::StatusOr<std::string> AddScheduler(

@@ -38,8 +38,10 @@ constexpr Command kCommands[] = {
      "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n"},
     {"bench e2e", false,
      "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
-     "            [--concurrency C] [--timeout SECONDS] [--config FILE] [--models DIR]\n"
-     "            [--overhead-queries N] [--json]\n"},
+     "            [--repeat R] [--concurrency C] [--timeout SECONDS] [--config FILE]\n"
+     "            [--models DIR] [--tokenizer M.gguf] [--overhead-queries N] [--json]\n"
+     "            both routes on the same questions (all of the file by default), median\n"
+     "            of R repeats with [min, max]; useful tokens = the answer text's tokens\n"},
     {"bench chaos", false,
      "  bench chaos --queries N --edges E --kill-interval-ms M [--concurrency C] [--json]\n"
      "            [--eval FILE] [--models DIR] [--seed S] [--timeout SECONDS] [--keep]\n"

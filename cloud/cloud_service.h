@@ -45,6 +45,7 @@ class CloudService final : public v1::Cloud::CallbackService {
   // Nothing queued or running in the engine (for the drain).
   bool Idle() const;
   Engine& engine() { return *engine_; }
+  const Engine& engine() const { return *engine_; }
 
  private:
   CloudService() = default;
