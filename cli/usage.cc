@@ -23,7 +23,9 @@ constexpr Command kCommands[] = {
      "            --n-vocab V --type f32|f16|q8_0|q4_0 [--seed S] [--n-ctx C] --out FILE\n"},
     {"bench engine", true,
      "  bench engine --model M.gguf [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
-     "            [--batch 1,2,4,8] [--repeat R] [--shared-prefix]\n"},
+     "            [--batch 1,2,4,8] [--repeat R] [--shared-prefix] [--raw]\n"
+     "            through the Engine (sampling, callbacks, batching) as a node serves, or\n"
+     "            --raw: the forward pass alone; median of R runs (default 3) with [min, max]\n"},
     {"query", false,
      "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
      "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
