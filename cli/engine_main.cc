@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench.h"
 #include "cli/commands.h"
 #include "cli/usage.h"
 
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   if (cmd == "tokenize") return pice::cli::RunTokenize(args);
   if (cmd == "gen-model") return pice::cli::RunGenModel(args);
   if (cmd == "bench" && !args.empty() && args[0] == "engine") {
-    return pice::cli::RunBenchEngine({args.begin() + 1, args.end()});
+    return pice::bench::RunBenchEngine({args.begin() + 1, args.end()});
   }
   std::fprintf(stderr, "pice-engine: unknown command '%s'\n%s", cmd.c_str(), usage.c_str());
   return 2;

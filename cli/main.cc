@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench.h"
 #include "cli/commands.h"
 #include "cli/usage.h"
 
@@ -31,10 +32,10 @@ int main(int argc, char** argv) {
     if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
-    if (what == "engine") return pice::cli::RunBenchEngine(args);
-    if (what == "quality") return pice::cli::RunBenchQuality(args);
-    if (what == "e2e") return pice::cli::RunBenchE2e(args);
-    if (what == "chaos") return pice::cli::RunBenchChaos(args);
+    if (what == "engine") return pice::bench::RunBenchEngine(args);
+    if (what == "quality") return pice::bench::RunBenchQuality(args);
+    if (what == "e2e") return pice::bench::RunBenchE2e(args);
+    if (what == "chaos") return pice::bench::RunBenchChaos(args);
     return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos)",
                            2);
   }

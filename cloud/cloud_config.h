@@ -1,5 +1,6 @@
 // cloud.yaml: what pice-cloud serves and with which model. Relative paths resolve
-// against the YAML file's directory. Every key is optional except model and template.
+// against the YAML file's directory. Every key is optional except model and template;
+// all but model and max_queue are every node's (node/node_config.h).
 //
 //   node: cloud                  # name reported in responses (default "cloud")
 //   listen: 0.0.0.0:50061        # host:port; port 0 = any free port
@@ -27,40 +28,22 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "node/node_config.h"
 
 namespace pice {
 
-// Request limits shared by the cloud and the edge.
-struct RequestLimits {
-  int max_question_bytes = 8192;
-  int max_question_tokens = 4096;
-  int max_tokens = 1024;
-  int max_points = 16;
-  int max_sketch_points = 64;
-  int max_point_bytes = 1024;
-  int max_stop = 8;
-  int max_stop_bytes = 64;
-};
-
-struct CloudOptions {
-  std::string node = "cloud";
-  std::string listen = "0.0.0.0:50061";
+// cloud.yaml: the common node keys (node/node_config.h) plus `model` and `max_queue`.
+struct CloudOptions : NodeOptions {
+  CloudOptions() {
+    node = "cloud";
+    listen = "0.0.0.0:50061";
+  }
   std::string model_path;
-  std::string template_path;
-  int threads = 2;
-  int max_batch = 16;
-  int max_queue = 64;
-  int n_ctx = 0;
-  double drain_seconds = 30;
-  std::string log_level = "info";
-  RequestLimits limits;
+  int max_queue = 64;  // requests waiting for the engine's batch at most
 };
 
 absl::StatusOr<CloudOptions> LoadCloudOptions(const std::string& path);
 absl::StatusOr<CloudOptions> ParseCloudOptions(const ConfigNode& root);
-
-// Reads the `limits` mapping under `root` into *limits (shared with edge.yaml).
-absl::Status ReadRequestLimits(const ConfigNode& root, RequestLimits* limits);
 
 }  // namespace pice
 

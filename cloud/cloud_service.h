@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "cloud/cloud_config.h"
-#include "cloud/templates.h"
-#include "edge/ensemble.h"
+#include "node/templates.h"
+#include "node/ensemble.h"
 #include "engine/engine.h"
 #include "pice/v1/pice.grpc.pb.h"
 

@@ -27,25 +27,39 @@ target_include_directories(pice_proto PUBLIC ${PICE_PROTO_OUT})
 target_link_libraries(pice_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
 target_compile_options(pice_proto PRIVATE -w)
 
-# --- common + nodes ------------------------------------------------------------------
-file(GLOB PICE_SERVICE_SRCS CONFIGURE_DEPENDS
-  ${CMAKE_SOURCE_DIR}/common/*.cc
-  ${CMAKE_SOURCE_DIR}/cloud/*.cc
-  ${CMAKE_SOURCE_DIR}/edge/*.cc
-  ${CMAKE_SOURCE_DIR}/scheduler/*.cc)
-list(FILTER PICE_SERVICE_SRCS EXCLUDE REGEX "/main\\.cc$|/common/args\\.cc$")
-# The proto library alone until the node sources exist.
-add_library(pice_services STATIC ${PICE_SERVICE_SRCS} ${CMAKE_SOURCE_DIR}/cmake/empty.cc)
-target_link_libraries(pice_services PUBLIC
-  pice_engine pice_args pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
-  absl::flags absl::flags_parse absl::time absl::random_random)
+# --- libraries, one per folder; dependencies point down only (scripts/check-deps.sh) ---
+#   pice_common: what every binary needs (config, flags, logging, server, status); no engine
+#   pice_node:   what cloud and edge share (templates, ensemble + voting, Expand boundary,
+#                request limits, node config) over the engine
+#   pice_cloud, pice_edge: each node's service; pice_scheduler: never links the engine
+macro(pice_folder_library name folder)
+  file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cc)
+  list(FILTER _srcs EXCLUDE REGEX "/main\\.cc$|/common/args\\.cc$")
+  add_library(${name} STATIC ${_srcs})
+endmacro()
+pice_folder_library(pice_common common)
+target_link_libraries(pice_common PUBLIC
+  pice_args pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
+  absl::status absl::statusor absl::strings absl::str_format absl::synchronization absl::time
+  absl::random_random Threads::Threads)
+pice_folder_library(pice_node node)
+target_link_libraries(pice_node PUBLIC pice_common pice_engine)
+pice_folder_library(pice_cloud cloud)
+target_link_libraries(pice_cloud PUBLIC pice_node)
+pice_folder_library(pice_edge edge)
+target_link_libraries(pice_edge PUBLIC pice_node)
+pice_folder_library(pice_scheduler scheduler)
+target_link_libraries(pice_scheduler PUBLIC pice_common)
+# Everything, for the pice CLI and the tests.
+add_library(pice_services INTERFACE)
+target_link_libraries(pice_services INTERFACE pice_cloud pice_edge pice_scheduler)
 
-foreach(node cloud edge scheduler)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/${node}/main.cc)
-    add_executable(pice-${node} ${CMAKE_SOURCE_DIR}/${node}/main.cc)
-    target_link_libraries(pice-${node} PRIVATE pice_services)
-  endif()
-endforeach()
+add_executable(pice-cloud ${CMAKE_SOURCE_DIR}/cloud/main.cc)
+target_link_libraries(pice-cloud PRIVATE pice_cloud)
+add_executable(pice-edge ${CMAKE_SOURCE_DIR}/edge/main.cc)
+target_link_libraries(pice-edge PRIVATE pice_edge)
+add_executable(pice-scheduler ${CMAKE_SOURCE_DIR}/scheduler/main.cc)
+target_link_libraries(pice-scheduler PRIVATE pice_scheduler)
 target_link_libraries(pice PRIVATE pice_services)
 
 if(PICE_BUILD_TESTS)

@@ -20,16 +20,6 @@ absl::Status FromGrpcStatus(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
-v1::FinishReason ToProtoFinish(FinishReason r) {
-  switch (r) {
-    case FinishReason::kStop: return v1::STOP;
-    case FinishReason::kLength: return v1::LENGTH;
-    case FinishReason::kCancelled: return v1::CANCELLED;
-    case FinishReason::kError: return v1::ERROR;
-  }
-  return v1::FINISH_REASON_UNSPECIFIED;
-}
-
 std::string NewRequestId() {
   static absl::Mutex mu(absl::kConstInit);
   static absl::BitGen* gen = new absl::BitGen();
@@ -127,16 +117,14 @@ absl::Status ValidateText(std::string_view text, std::string_view field, size_t 
   return ValidateUtf8(text, field);
 }
 
-absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
-                                                  const SamplingLimits& limits,
-                                                  std::string_view field) {
+absl::Status ValidateWireSamplingParams(const v1::SamplingParams& p, const SamplingLimits& limits,
+                                        std::string_view field) {
   const std::string f(field);
   auto bad = [&](const char* name, const std::string& want, const std::string& got) {
     return absl::InvalidArgumentError(
         absl::StrCat(f.empty() ? "" : f + ".", name, ": must be ", want, ", got ", got));
   };
   auto num = [](double v) { return absl::StrFormat("%g", v); };
-  GenerateOptions o;
   if (p.max_tokens() < 0 || p.max_tokens() > limits.max_tokens) {
     return bad("max_tokens",
                absl::StrCat("in [0, ", limits.max_tokens, "] (0 = ",
@@ -146,26 +134,19 @@ absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
                             ")"),
                absl::StrCat(p.max_tokens()));
   }
-  o.max_tokens = p.max_tokens() == 0 ? limits.default_max_tokens : p.max_tokens();
   if (!(p.temperature() >= 0.0f && p.temperature() <= 100.0f)) {
     return bad("temperature", "in [0, 100]", num(p.temperature()));
   }
-  o.sampling.temperature = p.temperature();
   if (!(p.top_p() >= 0.0f && p.top_p() <= 1.0f)) {
     return bad("top_p", "in [0, 1] (0 = off)", num(p.top_p()));
   }
-  o.sampling.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
   if (p.top_k() < 0 || p.top_k() > 1000000) {
     return bad("top_k", "in [0, 1000000] (0 = off)", absl::StrCat(p.top_k()));
   }
-  o.sampling.top_k = p.top_k();
   if (!(p.min_p() >= 0.0f && p.min_p() < 1.0f)) return bad("min_p", "in [0, 1)", num(p.min_p()));
-  o.sampling.min_p = p.min_p();
   if (!(p.repeat_penalty() >= 0.0f && p.repeat_penalty() <= 10.0f)) {
     return bad("repeat_penalty", "in [0, 10] (0 = off)", num(p.repeat_penalty()));
   }
-  o.sampling.repeat_penalty = p.repeat_penalty() == 0.0f ? 1.0f : p.repeat_penalty();
-  o.sampling.seed = p.seed();
   if (p.stop_size() > limits.max_stop) {
     return bad("stop", absl::StrCat("at most ", limits.max_stop, " strings"),
                absl::StrCat(p.stop_size()));
@@ -179,59 +160,8 @@ absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
     }
     absl::Status u = ValidateUtf8(s, absl::StrCat(f.empty() ? "" : f + ".", name));
     if (!u.ok()) return u;
-    o.stop.push_back(s);
   }
-  absl::Status v = ValidateGenerateOptions(o);
-  if (!v.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(f.empty() ? "" : f + ".", v.message()));
-  }
-  return o;
-}
-
-std::string DeltaStreamer::Push(std::string_view piece) {
-  if (stopped_) return "";
-  const size_t before = text_.size();
-  text_.append(piece.data(), piece.size());
-  size_t safe = CompleteUtf8Prefix(text_);
-  // A full stop-string match ends the text at its start. Only a match that ends in the
-  // new piece can be new: each search starts len - 1 bytes before it (linear overall).
-  for (const auto& s : stop_) {
-    if (s.empty()) continue;
-    const size_t from = before >= s.size() - 1 ? before - (s.size() - 1) : 0;
-    size_t at = text_.find(s, from);
-    if (at != std::string::npos && at < safe) {
-      safe = at;
-      stopped_ = true;
-    }
-  }
-  // A suffix that is a proper prefix of a stop string may still become one.
-  if (!stopped_) {
-    for (const auto& s : stop_) {
-      if (s.empty()) continue;
-      for (size_t k = std::min(s.size() - 1, text_.size()); k > 0; --k) {
-        if (text_.compare(text_.size() - k, k, s, 0, k) == 0) {
-          safe = std::min(safe, text_.size() - k);
-          break;
-        }
-      }
-    }
-  }
-  if (safe <= sent_.size()) return "";
-  std::string out = text_.substr(sent_.size(), safe - sent_.size());
-  sent_.append(out);
-  return out;
-}
-
-std::string DeltaStreamer::Finish(const std::string& final_text, bool* mismatch) {
-  if (mismatch) *mismatch = false;
-  if (final_text.compare(0, sent_.size(), sent_) != 0 || final_text.size() < sent_.size()) {
-    if (mismatch) *mismatch = true;
-    return "";
-  }
-  std::string out = final_text.substr(sent_.size());
-  sent_ = final_text;
-  stopped_ = true;
-  return out;
+  return absl::OkStatus();
 }
 
 }  // namespace pice

@@ -4,8 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/server.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 
 namespace pice {
 namespace {
@@ -37,20 +36,7 @@ absl::Status ReadMember(const ConfigNode& n, EnsembleMember* m) {
 
 absl::StatusOr<EdgeOptions> ParseEdgeOptions(const ConfigNode& root) {
   EdgeOptions o;
-  PICE_RETURN_IF_ERROR(root.CheckKeys({"node", "listen", "template", "ensemble", "selection",
-                                       "max_slots", "max_queue", "threads", "max_batch", "n_ctx",
-                                       "drain_seconds", "log_level", "limits"}));
-  PICE_RETURN_IF_ERROR(root.ReadString("node", &o.node, false));
-  PICE_RETURN_IF_ERROR(root.ReadString("listen", &o.listen, false));
-  if (!ValidateListenAddress(o.listen, "listen").ok()) {
-    return root.ChildError("listen", absl::StrCat("expected host:port with a port in [0, 65535], got \"",
-                                                  o.listen, "\""));
-  }
-  PICE_RETURN_IF_ERROR(root.Require("template"));
-  PICE_RETURN_IF_ERROR(root.ReadPath("template", &o.template_path));
-  if (!std::filesystem::is_regular_file(o.template_path)) {
-    return root.ChildError("template", absl::StrCat("no such file: ", o.template_path));
-  }
+  PICE_RETURN_IF_ERROR(ReadNodeOptions(root, {"ensemble", "selection", "max_slots", "max_queue"}, &o));
 
   PICE_RETURN_IF_ERROR(root.Require("ensemble"));
   ConfigNode ens = root.Child("ensemble");
@@ -81,13 +67,6 @@ absl::StatusOr<EdgeOptions> ParseEdgeOptions(const ConfigNode& root) {
 
   PICE_RETURN_IF_ERROR(root.ReadInt("max_slots", &o.max_slots, 1, 4096));
   PICE_RETURN_IF_ERROR(root.ReadInt("max_queue", &o.max_queue, 0, 100000));
-  PICE_RETURN_IF_ERROR(root.ReadInt("threads", &o.threads, 1, 256));
-  PICE_RETURN_IF_ERROR(root.ReadInt("max_batch", &o.max_batch, 1, 1024));
-  PICE_RETURN_IF_ERROR(root.ReadInt("n_ctx", &o.n_ctx, 0, 1 << 20));
-  PICE_RETURN_IF_ERROR(root.ReadSeconds("drain_seconds", &o.drain_seconds, 0, 3600));
-  PICE_RETURN_IF_ERROR(root.ReadEnum("log_level", &o.log_level,
-                                     {"trace", "debug", "info", "warn", "error", "off"}));
-  PICE_RETURN_IF_ERROR(ReadRequestLimits(root, &o.limits));
   return o;
 }
 

@@ -31,27 +31,24 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cloud/cloud_config.h"
 #include "common/config.h"
-#include "edge/ensemble.h"
-#include "edge/voting.h"
+#include "node/node_config.h"
+#include "node/ensemble.h"
+#include "node/voting.h"
 
 namespace pice {
 
-struct EdgeOptions {
-  std::string node = "edge";
-  std::string listen = "0.0.0.0:50071";
-  std::string template_path;
+// edge.yaml: the common node keys (node/node_config.h) plus the ensemble, its
+// selection and the node's admission (max_slots running, max_queue waiting).
+struct EdgeOptions : NodeOptions {
+  EdgeOptions() {
+    node = "edge";
+    listen = "0.0.0.0:50071";
+  }
   std::vector<EnsembleMember> members;
   VoteOptions vote;
   int max_slots = 4;
   int max_queue = 4;
-  int threads = 2;
-  int max_batch = 16;
-  int n_ctx = 0;
-  double drain_seconds = 30;
-  std::string log_level = "info";
-  RequestLimits limits;
 };
 
 absl::StatusOr<EdgeOptions> LoadEdgeOptions(const std::string& path);

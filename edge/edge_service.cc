@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/reactors.h"
 #include "common/status.h"
-#include "edge/expand_rpc.h"
+#include "node/expand_rpc.h"
 #include "engine/status_macros.h"
 #include "spdlog/spdlog.h"
 

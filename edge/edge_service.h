@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "edge/edge_config.h"
-#include "edge/ensemble.h"
+#include "node/ensemble.h"
 #include "pice/v1/pice.grpc.pb.h"
 
 namespace pice {

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 
 namespace pice::scheduler {
 namespace {

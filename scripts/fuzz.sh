@@ -32,7 +32,7 @@ if [ ! -f "$main/build.ninja" ]; then
   cmake -S . -B "$main" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 main_ok=1
-if ! cmake --build "$main" -j"$jobs" --target pice_services pice_engine pice_proto > "$out/main-build.log" 2>&1; then
+if ! cmake --build "$main" -j"$jobs" --target pice_cloud pice_edge pice_scheduler pice_node pice_common pice_args pice_engine pice_proto > "$out/main-build.log" 2>&1; then
   cat "$out/main-build.log" >&2
   echo "fuzz: the main build ($main) failed; the targets that link its libraries are skipped" >&2
   main_ok=0
@@ -45,17 +45,21 @@ cflags="-std=c++20 -O1 -gline-tables-only $san -fsanitize=fuzzer-no-link -I$root
 cflags+=" -DPICE_SOURCE_DIR=\\\"$root\\\" $(pkg-config --cflags yaml-cpp protobuf icu-uc)"
 absl_libs=$(pkg-config --libs absl_statusor absl_str_format absl_strings absl_flat_hash_map absl_synchronization)
 engine_libs="$absl_libs $(pkg-config --libs icu-uc icu-i18n) -lpthread"
-service_libs="$main_abs/libpice_services.a $main_abs/libpice_engine.a $main_abs/libpice_proto.a \
+svc_archives=""
+for l in pice_cloud pice_edge pice_scheduler pice_node pice_common pice_args pice_engine pice_proto; do
+  svc_archives+=" $main_abs/lib$l.a"
+done
+service_libs="$svc_archives \
   $(pkg-config --libs grpc++ protobuf yaml-cpp spdlog icu-uc icu-i18n absl_flags_parse \
     absl_random_random absl_statusor absl_str_format absl_synchronization absl_time \
     absl_flat_hash_map) -lgrpc++_reflection -lpthread"
-service_deps="$main_abs/libpice_services.a $main_abs/libpice_engine.a $main_abs/libpice_proto.a"
+service_deps="$svc_archives"
 
 obj() { local s=${1%.cc}; echo "obj/$s.o"; }
 gguf_srcs="engine/gguf/gguf.cc"
 tok_srcs="$gguf_srcs $(ls engine/tokenizer/*.cc | tr '\n' ' ')"
-config_srcs="common/config.cc cloud/cloud_config.cc edge/edge_config.cc scheduler/config.cc \
-  scheduler/policy.cc cloud/templates.cc cloud/sketch_parser.cc"
+config_srcs="common/config.cc node/node_config.cc cloud/cloud_config.cc edge/edge_config.cc \
+  scheduler/config.cc scheduler/policy.cc node/templates.cc node/sketch_parser.cc"
 {
   echo "cflags = $cflags"
   echo "rule cxx"
@@ -66,7 +70,7 @@ config_srcs="common/config.cc cloud/cloud_config.cc edge/edge_config.cc schedule
   echo "rule link"
   echo "  command = clang++ $san \$ldflags \$in -o \$out \$libs"
   echo "  description = LINK \$out"
-  for s in $tok_srcs $config_srcs common/status.cc edge/expand_rpc.cc tests/fuzz/*.cc; do
+  for s in $tok_srcs $config_srcs common/status.cc node/request.cc node/expand_rpc.cc tests/fuzz/*.cc; do
     echo "build $(obj "$s"): cxx $root/$s"
   done
   link() {  # name ldflags libs deps srcs...
@@ -81,9 +85,9 @@ config_srcs="common/config.cc cloud/cloud_config.cc edge/edge_config.cc schedule
   link gguf_fuzz -fsanitize=fuzzer "$engine_libs" "" tests/fuzz/gguf_fuzz.cc $tok_srcs
   link tokenizer_fuzz -fsanitize=fuzzer "$engine_libs" "" tests/fuzz/tokenizer_fuzz.cc $tok_srcs
   link sketch_parser_fuzz -fsanitize=fuzzer "$absl_libs" "" tests/fuzz/sketch_parser_fuzz.cc \
-    cloud/sketch_parser.cc
+    node/sketch_parser.cc
   link request_validation_fuzz -fsanitize=fuzzer "$service_libs" "$service_deps" \
-    tests/fuzz/request_validation_fuzz.cc common/status.cc edge/expand_rpc.cc
+    tests/fuzz/request_validation_fuzz.cc common/status.cc node/request.cc node/expand_rpc.cc
   link config_fuzz -fsanitize=fuzzer "$service_libs" "$service_deps" tests/fuzz/config_fuzz.cc \
     $config_srcs
 } > "$out/build.ninja.new"

@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j2
+./scripts/check-deps.sh build
 ./scripts/fuzz.sh "${PICE_FUZZ_SECONDS:-20}"
 ctest --test-dir build --output-on-failure -j2 --timeout 900

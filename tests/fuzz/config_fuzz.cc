@@ -13,8 +13,8 @@
 #include <string_view>
 
 #include "cloud/cloud_config.h"
-#include "cloud/sketch_parser.h"
-#include "cloud/templates.h"
+#include "node/sketch_parser.h"
+#include "node/templates.h"
 #include "common/config.h"
 #include "edge/edge_config.h"
 #include "scheduler/config.h"

@@ -18,9 +18,10 @@
 #include <string_view>
 #include <vector>
 
-#include "cloud/templates.h"
+#include "node/templates.h"
 #include "common/status.h"
-#include "edge/expand_rpc.h"
+#include "node/request.h"
+#include "node/expand_rpc.h"
 #include "google/protobuf/stubs/logging.h"
 #include "pice/v1/pice.pb.h"
 #include "scheduler/config.h"

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cloud/sketch_parser.h"
+#include "node/sketch_parser.h"
 
 namespace {
 

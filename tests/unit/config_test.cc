@@ -6,6 +6,7 @@
 #include "common/args.h"
 
 #include "common/status.h"
+#include "node/request.h"
 
 namespace pice {
 namespace {

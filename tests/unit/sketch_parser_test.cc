@@ -1,5 +1,5 @@
 // The sketch parser on the shapes models produce, including ones that ignore the format.
-#include "cloud/sketch_parser.h"
+#include "node/sketch_parser.h"
 
 #include <gtest/gtest.h>
 

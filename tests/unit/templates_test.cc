@@ -1,6 +1,6 @@
 // Prompt templates: the shipped files load, fill and parse as documented; errors name
 // the file and key.
-#include "cloud/templates.h"
+#include "node/templates.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // Voting picks the documented winner on hand-made candidates.
-#include "edge/voting.h"
+#include "node/voting.h"
 
 #include <cmath>
 

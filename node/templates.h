@@ -8,15 +8,15 @@
 //   expand.prompt, expand.response_prefix:   {question} {sketch} {point} {index} {n_points}
 //   expand.answer:                           the expand ones and {expansion}
 // {sketch} is the whole sketch as numbered lines "1. a\n2. b"; {index} is 1-based.
-#ifndef PICE_CLOUD_TEMPLATES_H_
-#define PICE_CLOUD_TEMPLATES_H_
+#ifndef PICE_NODE_TEMPLATES_H_
+#define PICE_NODE_TEMPLATES_H_
 
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cloud/sketch_parser.h"
+#include "node/sketch_parser.h"
 #include "engine/model.h"
 
 namespace pice {
@@ -78,4 +78,4 @@ absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const M
 
 }  // namespace pice
 
-#endif  // PICE_CLOUD_TEMPLATES_H_
+#endif  // PICE_NODE_TEMPLATES_H_

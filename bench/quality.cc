@@ -23,13 +23,17 @@
 #include "absl/strings/strip.h"
 #include "common/args.h"
 #include "cli/client.h"
+#include "bench/bench.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 
-namespace pice::cli {
+namespace pice::bench {
+
+// The client helpers, eval files and the embedded stack of the pice CLI.
+using namespace ::pice::cli;  // NOLINT(build/namespaces)
 namespace {
 
 
@@ -400,4 +404,4 @@ int RunBenchQuality(const std::vector<std::string>& args) {
   return (cloud.errors || pice.errors) ? 1 : 0;
 }
 
-}  // namespace pice::cli
+}  // namespace pice::bench

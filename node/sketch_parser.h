@@ -17,8 +17,8 @@
 // kSentences (a story draft): a point is a sentence ending in . ! or ? followed by space.
 //
 // Thread safety: ParseSketch is pure; an IncrementalSketchParser is used by one thread.
-#ifndef PICE_CLOUD_SKETCH_PARSER_H_
-#define PICE_CLOUD_SKETCH_PARSER_H_
+#ifndef PICE_NODE_SKETCH_PARSER_H_
+#define PICE_NODE_SKETCH_PARSER_H_
 
 #include <memory>
 #include <regex>
@@ -100,4 +100,4 @@ std::string_view TrimChars(std::string_view s, std::string_view chars);
 
 }  // namespace pice
 
-#endif  // PICE_CLOUD_SKETCH_PARSER_H_
+#endif  // PICE_NODE_SKETCH_PARSER_H_

@@ -29,6 +29,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "common/args.h"
 #include "cli/client.h"
+#include "bench/bench.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
@@ -36,7 +37,10 @@
 #include "nlohmann/json.hpp"
 #include "pice/v1/pice.grpc.pb.h"
 
-namespace pice::cli {
+namespace pice::bench {
+
+// The client helpers, eval files and the embedded stack of the pice CLI.
+using namespace ::pice::cli;  // NOLINT(build/namespaces)
 namespace {
 
 using json = nlohmann::json;
@@ -313,4 +317,4 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   return 0;
 }
 
-}  // namespace pice::cli
+}  // namespace pice::bench

@@ -1,12 +1,12 @@
 // An ensemble of 1..k models that each expand the same sketch point; the candidates are
-// scored and one is selected (edge/voting.h). Members may share a GGUF file (different
+// scored and one is selected (node/voting.h). Members may share a GGUF file (different
 // seeds/temperatures): each distinct file is loaded into one Engine, and members on one
 // Engine decode in the same batch. The cloud uses a one-member ensemble for Expand.
 //
 // Thread safety: ExpandAsync may be called from any thread; `done` runs once, on an
 // engine worker thread (or on the caller's thread when nothing could be submitted).
-#ifndef PICE_EDGE_ENSEMBLE_H_
-#define PICE_EDGE_ENSEMBLE_H_
+#ifndef PICE_NODE_ENSEMBLE_H_
+#define PICE_NODE_ENSEMBLE_H_
 
 #include <atomic>
 #include <functional>
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cloud/templates.h"
-#include "edge/voting.h"
+#include "node/templates.h"
+#include "node/voting.h"
 #include "engine/engine.h"
 
 namespace pice {
@@ -100,4 +100,4 @@ class Ensemble {
 
 }  // namespace pice
 
-#endif  // PICE_EDGE_ENSEMBLE_H_
+#endif  // PICE_NODE_ENSEMBLE_H_

@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/args.h"
 #include "cli/client.h"
+#include "bench/bench.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
@@ -42,7 +43,10 @@
 #include "pice/v1/pice.grpc.pb.h"
 #include "scheduler/health_check.h"
 
-namespace pice::cli {
+namespace pice::bench {
+
+// The client helpers, eval files and the embedded stack of the pice CLI.
+using namespace ::pice::cli;  // NOLINT(build/namespaces)
 namespace {
 
 namespace fs = std::filesystem;
@@ -503,4 +507,4 @@ int RunBenchChaos(const std::vector<std::string>& argv) {
   return t.lost == 0 && sched_clean ? 0 : 1;
 }
 
-}  // namespace pice::cli
+}  // namespace pice::bench

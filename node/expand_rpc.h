@@ -1,16 +1,16 @@
 // The Expand RPC's boundary, shared by pice-edge and pice-cloud (same request and
 // response shape): request validation into an ExpandJob, and the response from an
 // ExpandOutcome.
-#ifndef PICE_EDGE_EXPAND_RPC_H_
-#define PICE_EDGE_EXPAND_RPC_H_
+#ifndef PICE_NODE_EXPAND_RPC_H_
+#define PICE_NODE_EXPAND_RPC_H_
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "cloud/cloud_config.h"
-#include "cloud/templates.h"
-#include "edge/ensemble.h"
+#include "node/node_config.h"
+#include "node/templates.h"
+#include "node/ensemble.h"
 #include "pice/v1/pice.pb.h"
 
 namespace pice {
@@ -36,4 +36,4 @@ void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,
 
 }  // namespace pice
 
-#endif  // PICE_EDGE_EXPAND_RPC_H_
+#endif  // PICE_NODE_EXPAND_RPC_H_

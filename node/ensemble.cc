@@ -1,4 +1,4 @@
-#include "edge/ensemble.h"
+#include "node/ensemble.h"
 
 #include <chrono>
 #include <algorithm>

@@ -1,4 +1,4 @@
-#include "cloud/templates.h"
+#include "node/templates.h"
 
 #include <set>
 

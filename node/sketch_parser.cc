@@ -1,4 +1,4 @@
-#include "cloud/sketch_parser.h"
+#include "node/sketch_parser.h"
 
 #include <algorithm>
 

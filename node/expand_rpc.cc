@@ -1,7 +1,8 @@
-#include "edge/expand_rpc.h"
+#include "node/expand_rpc.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "node/request.h"
 #include "engine/status_macros.h"
 #include "engine/tokenizer/tokenizer.h"
 

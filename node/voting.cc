@@ -1,4 +1,4 @@
-#include "edge/voting.h"
+#include "node/voting.h"
 
 #include <cmath>
 #include <map>

@@ -13,8 +13,8 @@
 //   words   F1 of the multisets of lower-cased words (punctuation around words dropped);
 //   chars   F1 of the multisets of characters (whitespace ignored);
 //   auto    words when either text has two or more words, else exact.
-#ifndef PICE_EDGE_VOTING_H_
-#define PICE_EDGE_VOTING_H_
+#ifndef PICE_NODE_VOTING_H_
+#define PICE_NODE_VOTING_H_
 
 #include <string>
 #include <string_view>
@@ -61,4 +61,4 @@ VoteResult Vote(const std::vector<VoteCandidate>& candidates, const VoteOptions&
 
 }  // namespace pice
 
-#endif  // PICE_EDGE_VOTING_H_
+#endif  // PICE_NODE_VOTING_H_

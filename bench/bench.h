@@ -1,0 +1,24 @@
+// The benchmarks behind `pice bench engine|quality|e2e|chaos` (cli/ only dispatches to
+// them). Each prints JSON (one line with --json) and a readable summary, and returns the
+// process exit status: 0, 1 when the run failed, 2 for a bad flag.
+//   engine   bench/engine.cc   the engine's prefill and decode speed (also in pice-engine)
+//   quality  bench/quality.cc  answer quality of every route on pice-arith
+//   e2e      bench/e2e.cc      latency and throughput of both routes, scheduler overhead
+//   chaos    bench/chaos.cc    real processes while edges are killed and restarted
+// bench/membw.cc is the separate pice-membw program (memory bandwidth probe).
+#ifndef PICE_BENCH_BENCH_H_
+#define PICE_BENCH_BENCH_H_
+
+#include <string>
+#include <vector>
+
+namespace pice::bench {
+
+int RunBenchEngine(const std::vector<std::string>& args);
+int RunBenchQuality(const std::vector<std::string>& args);
+int RunBenchE2e(const std::vector<std::string>& args);
+int RunBenchChaos(const std::vector<std::string>& args);
+
+}  // namespace pice::bench
+
+#endif  // PICE_BENCH_BENCH_H_

@@ -1,1 +1,0 @@
-// Keeps pice_services non-empty while the node sources are being written.
