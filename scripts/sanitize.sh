@@ -14,7 +14,8 @@
 # (their internals are invisible to TSan).
 # Environment: PICE_SANITIZE_CXX / PICE_SANITIZE_CC pick the compiler (default clang++ /
 # clang when installed, else g++ / gcc; TSan needs clang); PICE_SANITIZE_JOBS the parallel
-# jobs (default 2); PICE_SANITIZE_DIR the build directory (default build-asan, build-tsan).
+# jobs (default 2); PICE_SANITIZE_DIR the build directory (default build-asan, build-tsan);
+# PICE_SANITIZE_TARGET one build target instead of all (e.g. unit_tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=asan
@@ -28,7 +29,7 @@ fi
 if [ "$mode" = asan ]; then
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPICE_SANITIZE=ON \
     -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}"
-  cmake --build "$dir" -j"$jobs"
+  cmake --build "$dir" -j"$jobs" ${PICE_SANITIZE_TARGET:+--target "$PICE_SANITIZE_TARGET"}
   # Leaks are reported (and fail the test); a UBSan finding aborts with a stack trace.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -42,7 +43,7 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread $PWD/$dir/absl_tsan_shim.o -ldl"
-cmake --build "$dir" -j"$jobs"
+cmake --build "$dir" -j"$jobs" ${PICE_SANITIZE_TARGET:+--target "$PICE_SANITIZE_TARGET"}
 rm -f "$dir"/tsan.*
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0 second_deadlock_stack=1 log_path=$PWD/$dir/tsan}
 set +e
