@@ -120,7 +120,8 @@ void MedianInto(const std::vector<json>& rows, const std::string& key, json* out
   std::vector<double> v;
   for (const json& r : rows) v.push_back(r[key].get<double>());
   std::sort(v.begin(), v.end());
-  (*out)[key] = v[v.size() / 2];
+  const size_t n = v.size();
+  (*out)[key] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   (*out)[key + "_range"] = {v.front(), v.back()};
 }
 
@@ -199,6 +200,19 @@ int RunBenchEngine(const std::vector<std::string>& argv) {
   out["weight_bytes"] = m.weight_bytes();
   out["simd"] = kernels::SimdPath();
   out["results"] = results;
+  // The readable summary on stderr; stdout stays one JSON line for scripts.
+  std::fprintf(stderr, "%s, %lld threads, %lld-token prompts, %lld tokens each, median of %lld [min, max]\n",
+               out["path"].get<std::string>().c_str(), static_cast<long long>(threads),
+               static_cast<long long>(n_prompt), static_cast<long long>(n_gen),
+               static_cast<long long>(repeat));
+  for (const json& r : results) {
+    std::fprintf(stderr, "  batch %3lld%s  prefill %8.1f t/s [%.1f, %.1f]  decode %8.1f t/s [%.1f, %.1f]\n",
+                 static_cast<long long>(r["batch"].get<int64_t>()),
+                 r["shared_prefix"].get<bool>() ? " shared" : "       ",
+                 r["prefill_tokens_per_s"].get<double>(), r["prefill_tokens_per_s_range"][0].get<double>(),
+                 r["prefill_tokens_per_s_range"][1].get<double>(), r["decode_tokens_per_s"].get<double>(),
+                 r["decode_tokens_per_s_range"][0].get<double>(), r["decode_tokens_per_s_range"][1].get<double>());
+  }
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }
