@@ -43,7 +43,8 @@ flags="-fsanitize=thread -g -O1 -fno-omit-frame-pointer"
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER="$PICE_SANITIZE_CXX" -DCMAKE_C_COMPILER="${PICE_SANITIZE_CC:-cc}" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
-  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread $dir/absl_tsan_shim.o -ldl"
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
+  -DCMAKE_CXX_STANDARD_LIBRARIES="$dir/absl_tsan_shim.o -ldl"
 cmake --build "$dir" -j"$jobs" ${PICE_SANITIZE_TARGET:+--target "$PICE_SANITIZE_TARGET"}
 rm -f "$dir"/tsan.*
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0 second_deadlock_stack=1 log_path=$dir/tsan}
