@@ -56,7 +56,8 @@ set -e
 # Which reports are the project's (../shared/tools/tsan/README.md): a data race whose
 # two accesses both have a frame in the project's folders (a race inside gRPC, abseil or
 # protobuf shows our frames on one side at most: their internals are not instrumented);
-# any other report (use after free, lock order, thread leak) with a project frame.
+# any other report (use after free, lock order, thread leak) with a project frame. The
+# shim's own frames (tests/tsan/) do not count.
 ours=0 total=0
 : > "$dir/tsan-project-reports.txt"
 for f in "$dir"/tsan.*; do
@@ -80,12 +81,13 @@ for f in "$dir"/tsan.*; do
         if (side_ours) sides_ours++
         inside = 0
       }
-      if ($0 ~ proj) { any_ours = 1; if (inside) side_ours = 1 }
+      if ($0 ~ proj && $0 !~ /\/tests\/tsan\//) { any_ours = 1; if (inside) side_ours = 1 }
       if ($0 ~ /^SUMMARY: ThreadSanitizer/) finish()
     }
     END { finish(); print total, ours }' "$f")
-  total=$((total + ${counts% *}))
-  ours=$((ours + ${counts#* }))
+  read -r t o <<< "$counts"
+  total=$((total + ${t:-0}))
+  ours=$((ours + ${o:-0}))
 done
 echo "ThreadSanitizer: $total report(s), $ours of the project's own (both sides of a race in its code)" \
      "${ours:+(see $dir/tsan-project-reports.txt)}"
