@@ -239,6 +239,7 @@ void Engine::Impl::Loop() {
   const Tokenizer& tok = engine->tokenizer();
   const int n_vocab = engine->model_->hparams().n_vocab;
   std::vector<SeqInput> batch;
+  std::vector<std::pair<Token, float>> sampled;  // per batch row: token, log-probability
   std::vector<EngineRequest> failed;
   for (;;) {
     {
@@ -300,6 +301,20 @@ void Engine::Impl::Loop() {
     absl::Status st = batch.empty() ? absl::OkStatus() : ctx.Decode(batch);
     double dt = Now() - t0;
     int generated = 0;
+    // Sample every sequence's next token in parallel on the forward pass's threads
+    // (each touches only its own sampler); callbacks and stop checks follow in order.
+    sampled.resize(in_batch.size());
+    if (st.ok()) {
+      ctx.pool().ParallelFor(int64_t(in_batch.size()), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          SequenceState& seq = *in_batch[b]->state;
+          sampled[b] = {-1, 0.0f};
+          if (seq.WantsToken()) {
+            sampled[b].first = seq.Sample(ctx.Logits(int(b)), n_vocab, &sampled[b].second);
+          }
+        }
+      });
+    }
     for (size_t b = 0; b < in_batch.size(); ++b) {
       LiveSeq& s = *in_batch[b];
       s.done = true;  // unless it goes on below
@@ -316,7 +331,7 @@ void Engine::Impl::Loop() {
         r.decode_seconds += dt;
         r.decode_steps++;
       }
-      if (!s.state->Advance(ctx.Logits(int(b)), tok, n_vocab, s.req.on_token)) continue;
+      if (!s.state->Accept(sampled[b].first, sampled[b].second, tok, s.req.on_token)) continue;
       ++generated;
       if (s.kv->n_past() >= s.kv->n_ctx()) {
         s.state->Finish(FinishReason::kLength);  // context full

@@ -71,12 +71,21 @@ int SequenceState::MaxPositions() const {
 
 bool SequenceState::Advance(const float* logits, const Tokenizer& tok, int n_vocab,
                             const std::function<bool(Token, float)>& on_token) {
-  if (int(result_.tokens.size()) >= options_.max_tokens) {
+  float lp = 0;
+  const Token t = WantsToken() ? Sample(logits, n_vocab, &lp) : Token(-1);
+  return Accept(t, lp, tok, on_token);
+}
+
+Token SequenceState::Sample(const float* logits, int n_vocab, float* logprob) {
+  return sampler_.Sample({logits, size_t(n_vocab)}, history_, logprob);
+}
+
+bool SequenceState::Accept(Token t, float lp, const Tokenizer& tok,
+                           const std::function<bool(Token, float)>& on_token) {
+  if (!WantsToken()) {
     result_.finish = FinishReason::kLength;
     return false;
   }
-  float lp = 0;
-  Token t = sampler_.Sample({logits, size_t(n_vocab)}, history_, &lp);
   if (options_.stop_at_eog && tok.IsEog(t)) {
     result_.finish = FinishReason::kStop;
     result_.stopped_at_eog = true;

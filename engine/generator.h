@@ -54,6 +54,15 @@ class SequenceState {
   // finished (result().finish says why). `on_token` may cancel.
   bool Advance(const float* logits, const Tokenizer& tok, int n_vocab,
                const std::function<bool(Token, float)>& on_token);
+  // Advance in two steps, so that a batch can sample its sequences in parallel (Sample
+  // touches only this sequence's state) and then take them in order:
+  //   if (s.WantsToken()) t = s.Sample(logits, n_vocab, &lp);   // any thread
+  //   go_on = s.Accept(t, lp, tok, on_token);                     // in order
+  // REQUIRES for Accept: Sample ran when WantsToken() was true.
+  bool WantsToken() const { return int(result_.tokens.size()) < options_.max_tokens; }
+  Token Sample(const float* logits, int n_vocab, float* logprob);
+  bool Accept(Token t, float logprob, const Tokenizer& tok,
+              const std::function<bool(Token, float)>& on_token);
   Token next_token() const { return result_.tokens.back(); }
   // Ends the sequence early (e.g. cancelled from outside).
   void Finish(FinishReason why) { result_.finish = why; }

@@ -33,6 +33,12 @@ Sampler::Sampler(const SamplingParams& params) : p_(params), rng_(params.seed) {
 
 Token Sampler::Sample(std::span<const float> logits, std::span<const Token> history, float* logprob) {
   const int n = int(logits.size());
+  if (p_.temperature <= 0.0f && (p_.repeat_penalty == 1.0f || p_.repeat_last_n <= 0 || history.empty())) {
+    // Greedy with nothing to adjust: the first maximal logit, no copy.
+    const Token chosen = Token(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (logprob) *logprob = LogSoftmaxAt(logits, chosen);
+    return chosen;
+  }
   work_.assign(logits.begin(), logits.end());
   if (p_.repeat_penalty != 1.0f && p_.repeat_last_n > 0) {
     absl::flat_hash_set<Token> seen;
