@@ -348,7 +348,11 @@ TEST(NodeShutdownTest, AnEdgeDestroyedUnderLoadLetsEveryCallEnd) {
         }
       });
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(60 + 20 * round));
+    // Under load (some answers in), then a little more so calls are mid-flight.
+    for (int i = 0; i < 500 && ok.load() < 3; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 10 * round));
     (*server)->Shutdown(0);
     edge->reset();  // engines stopped first, then the members
     stop = true;
