@@ -18,7 +18,7 @@ namespace pice::cli {
 int RunLocal(const std::vector<std::string>& args) {
   // Before any thread starts, so that the serving mode can wait for SIGINT/SIGTERM.
   BlockShutdownSignals();
-  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level"}),
+  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port"}),
                        {"json", "print-config"});
   if (!a.ok()) return Fail("local", std::string(a.status().message()), 2);
   if (a->Flag("print-config")) {
@@ -45,6 +45,9 @@ int RunLocal(const std::vector<std::string>& args) {
   lo.config_path = a->Str("config");
   lo.port = static_cast<int>(*port);
   lo.models_dir = a->Str("models");
+  auto http_port = a->Int("http-port", -1, -1, 65535);
+  if (!http_port.ok()) return Fail("local", std::string(http_port.status().message()), 2);
+  lo.http_port = static_cast<int>(*http_port);
   auto stack = LocalStack::Start(lo);
   if (!stack.ok()) return Fail("local", std::string(stack.status().message()));
 
@@ -57,6 +60,10 @@ int RunLocal(const std::vector<std::string>& args) {
               "\"add 3 and 4; multiply 6 by 7\"\nCtrl-C stops.\n",
               (*stack)->address().c_str(), absl::StrJoin((*stack)->node_addresses(), ", ").c_str(),
               (*stack)->address().c_str());
+  if ((*stack)->http_port() >= 0) {
+    std::printf("OpenAI API on http://127.0.0.1:%d/v1 (models pice-auto, pice-sketch, pice-cloud)\n",
+                (*stack)->http_port());
+  }
   std::fflush(stdout);
   WaitForShutdownSignal();
   (*stack)->Shutdown();

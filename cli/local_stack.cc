@@ -160,6 +160,10 @@ class LocalStackImpl final : public LocalStack {
                           ConfigNode::LoadString(sched_yaml, name + " (scheduler section)", base));
     PICE_ASSIGN_OR_RETURN(sched_options_, scheduler::ParseSchedulerOptions(full));
     PICE_ASSIGN_OR_RETURN(address_, AddSchedulerImpl(sched_options_, o.port));
+    if (o.http_port >= 0) {
+      PICE_ASSIGN_OR_RETURN(http_port_, schedulers_.front()->ServeHttp(
+                                            absl::StrCat("127.0.0.1:", o.http_port)));
+    }
     return absl::OkStatus();
   }
 
@@ -167,6 +171,7 @@ class LocalStackImpl final : public LocalStack {
   const std::vector<std::string>& node_addresses() const override { return node_addresses_; }
   const scheduler::SchedulerOptions& scheduler_options() const override { return sched_options_; }
   const Tokenizer& cloud_tokenizer() const override { return cloud_->engine().tokenizer(); }
+  int http_port() const override { return http_port_; }
 
   absl::StatusOr<std::string> AddScheduler(
       const std::function<void(scheduler::SchedulerOptions*)>& edit) override {
@@ -227,6 +232,7 @@ class LocalStackImpl final : public LocalStack {
   std::vector<std::string> node_addresses_;
   scheduler::SchedulerOptions sched_options_;
   std::string address_;
+  int http_port_ = -1;
   bool shut_down_ = false;
 };
 

@@ -19,6 +19,7 @@ struct LocalOptions {
   std::string config_path;  // "" = the built-in configuration
   int port = 50051;         // the scheduler's port on 127.0.0.1; 0 = a free port
   std::string models_dir;   // "" = search PICE_MODELS_DIR, ./models, <exe>/../models, ...
+  int http_port = -1;       // the OpenAI HTTP API on 127.0.0.1; 0 = a free port; -1 = off
 };
 
 // Where the bundled models are: `flag` when set (any directory: a --config may name
@@ -40,6 +41,8 @@ class LocalStack {
   virtual const std::string& address() const = 0;
   virtual const std::vector<std::string>& node_addresses() const = 0;
   virtual const scheduler::SchedulerOptions& scheduler_options() const = 0;
+  // The OpenAI HTTP API's port on 127.0.0.1; -1 when off.
+  virtual int http_port() const = 0;
   // The cloud model's tokenizer (benchmarks count answer tokens with it).
   virtual const Tokenizer& cloud_tokenizer() const = 0;
   // Starts one more scheduler on the same nodes with `edit` applied to its options (for

@@ -31,7 +31,8 @@ constexpr Command kCommands[] = {
      "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
      "            [--max-points N] [--category C] [--timeout SECONDS] QUESTION\n"},
     {"local", false,
-     "  local     [--config FILE] [--port P] [--models DIR] [--log-level L] [--print-config]\n"
+     "  local     [--config FILE] [--port P] [--http-port P] [--models DIR] [--log-level L]\n"
+     "            [--print-config]\n"
      "            [query flags] [QUESTION]\n"
      "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
      "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM\n"},

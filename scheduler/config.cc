@@ -17,12 +17,18 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 }  // namespace
 
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
-  PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "cloud", "edges", "policy", "policy_file",
+  PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "cloud",
+                                       "edges", "policy", "policy_file",
                                        "escalation", "limits", "timeouts", "answer", "health",
                                        "degraded"}));
   SchedulerOptions o;
   PICE_RETURN_IF_ERROR(root.ReadString("listen", &o.listen, false));
   PICE_RETURN_IF_ERROR(CheckAddress(root, "listen", o.listen));
+  if (root.Has("http_listen")) {
+    PICE_RETURN_IF_ERROR(root.ReadString("http_listen", &o.http_listen, false));
+    PICE_RETURN_IF_ERROR(CheckAddress(root, "http_listen", o.http_listen));
+  }
+  PICE_RETURN_IF_ERROR(root.ReadInt("http_max_body_bytes", &o.http_max_body_bytes, 1024, 1 << 28));
   PICE_RETURN_IF_ERROR(root.Require("cloud"));
   PICE_RETURN_IF_ERROR(root.ReadString("cloud", &o.cloud, false));
   PICE_RETURN_IF_ERROR(CheckAddress(root, "cloud", o.cloud));

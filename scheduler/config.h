@@ -1,6 +1,9 @@
 // scheduler.yaml: the scheduler's options, filled by one loader.
 //
 //   listen: 0.0.0.0:50051          # host:port; port 0 picks a free port
+//   http_listen: 0.0.0.0:8080      # OpenAI-compatible HTTP API (scheduler/http_server.h);
+//                                  # absent = off
+//   http_max_body_bytes: 1048576   # larger request bodies: 413
 //   cloud: 127.0.0.1:50061         # the pice-cloud address
 //   edges:                         # pice-edge addresses (a string or {name, address})
 //     - 127.0.0.1:50071
@@ -57,6 +60,8 @@ struct EdgeAddress {
 
 struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
+  std::string http_listen;            // "" = no HTTP API
+  int http_max_body_bytes = 1 << 20;
   std::string cloud;                  // required
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
   Policy policy;                      // default: built-in "general"

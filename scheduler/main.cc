@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
     setup.drain_seconds = options->drain_timeout_s;
     setup.create = [o = *options]() -> absl::StatusOr<pice::NodeServices> {
       std::shared_ptr<pice::scheduler::Scheduler> s = pice::scheduler::Scheduler::Create(o);
+      if (!o.http_listen.empty()) {
+        if (auto port = s->ServeHttp(o.http_listen); !port.ok()) return port.status();
+      }
       return pice::NodeServices{{{pice::v1::Pice::service_full_name(), s->service()}},
                                 [s] { s->service()->SetDraining(); },
                                 [s] { return s->service()->in_flight() == 0; },

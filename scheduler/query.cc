@@ -36,15 +36,19 @@ absl::Status ValidateQuery(const v1::QueryRequest& r, const SchedulerOptions& o)
   return absl::OkStatus();
 }
 
+std::string AnswerPart(const SchedulerOptions& o, size_t i, const std::string& point,
+                       const std::string& expansion) {
+  return absl::StrCat(i > 0 ? o.answer_separator : "",
+                      absl::StrReplaceAll(o.point_format, {{"{point}", point},
+                                                           {"{expansion}", expansion},
+                                                           {"{n}", absl::StrCat(i + 1)}}));
+}
+
 std::string JoinAnswer(const SchedulerOptions& o, const std::vector<std::string>& points,
                        const std::vector<std::string>& expansions) {
   std::string out;
   for (size_t i = 0; i < expansions.size(); ++i) {
-    if (i > 0) out += o.answer_separator;
-    out += absl::StrReplaceAll(o.point_format,
-                               {{"{point}", i < points.size() ? points[i] : ""},
-                                {"{expansion}", expansions[i]},
-                                {"{n}", absl::StrCat(i + 1)}});
+    out += AnswerPart(o, i, i < points.size() ? points[i] : "", expansions[i]);
   }
   return out;
 }

@@ -55,6 +55,11 @@ namespace pice::scheduler {
 // max_points, category.
 absl::Status ValidateQuery(const v1::QueryRequest& request, const SchedulerOptions& options);
 
+// Point i's part of the answer text: the separator (for i > 0), then point_format filled
+// with the point, its expansion and n = i + 1. JoinAnswer is the concatenation of the
+// parts, so a client can stream the answer in sketch order as expansions land.
+std::string AnswerPart(const SchedulerOptions& options, size_t i, const std::string& point,
+                       const std::string& expansion);
 // Joins expansions into the answer text with options.point_format / answer_separator.
 std::string JoinAnswer(const SchedulerOptions& options, const std::vector<std::string>& points,
                        const std::vector<std::string>& expansions);

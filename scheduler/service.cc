@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/reactors.h"
 #include "common/status.h"
+#include "scheduler/http_server.h"
 #include "scheduler/policy.h"
 #include "scheduler/query.h"
 #include "spdlog/spdlog.h"
@@ -61,32 +62,28 @@ void PiceService::Done(const std::string& client, double ms) {
   --in_flight_;
 }
 
-grpc::ServerWriteReactor<v1::QueryEvent>* PiceService::Query(grpc::CallbackServerContext* ctx,
-                                                             const v1::QueryRequest* request) {
-  auto reactor = StreamReactor<v1::QueryEvent>::Create();
-  if (absl::Status s = ValidateQuery(*request, options_); !s.ok()) {
+grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
+                                std::chrono::system_clock::time_point deadline,
+                                std::function<void(v1::QueryEvent)> emit,
+                                std::function<void(grpc::Status)> finish,
+                                std::function<void()>* cancel, int* retry_after_ms) {
+  if (absl::Status s = ValidateQuery(req, options_); !s.ok()) {
     spdlog::info("refused a query: {}", std::string(s.message()));
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor.get();
+    return ToGrpcStatus(s);
   }
-  const std::string client = ClientKey(*ctx);
   std::string why;
   if (!Admit(client, &why)) {
     const int retry_ms = RetryAfterMs();
-    ctx->AddTrailingMetadata("retry-after-ms", std::to_string(retry_ms));
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 absl::StrCat(why, "; retry after ", retry_ms, " ms")));
-    return reactor.get();
+    if (retry_after_ms) *retry_after_ms = retry_ms;
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat(why, "; retry after ", retry_ms, " ms"));
   }
   // Checked after counting the query in, so that a drain waiting for in_flight() == 0
   // never misses a query admitted at the same moment.
   if (draining_) {
     Done(client, -1);
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "the scheduler is draining; retry elsewhere"));
-    return reactor.get();
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the scheduler is draining; retry elsewhere");
   }
-  v1::QueryRequest req = *request;
   req.set_request_id(RequestIdOr(req.request_id()));
 
   QueryFacts facts;
@@ -99,26 +96,61 @@ grpc::ServerWriteReactor<v1::QueryEvent>* PiceService::Query(grpc::CallbackServe
   const Decision decision = Decide(options_.policy, facts, registry_->Live());
   spdlog::info("query {}: {}", req.request_id(), decision.reason);
 
-  auto deadline = std::chrono::system_clock::now() +
-                  std::chrono::microseconds(static_cast<int64_t>(options_.query_timeout_s * 1e6));
-  deadline = std::min(deadline, ctx->deadline());
-
+  deadline = std::min(deadline, std::chrono::system_clock::now() +
+                                    std::chrono::microseconds(
+                                        static_cast<int64_t>(options_.query_timeout_s * 1e6)));
   auto run = std::make_shared<QueryRun>(
-      registry_, &options_, std::move(req), deadline,
-      [reactor](v1::QueryEvent ev) { reactor->Write(std::move(ev)); },
-      [reactor, this, client, start = std::chrono::steady_clock::now()](grpc::Status s) {
+      registry_, &options_, std::move(req), deadline, std::move(emit),
+      [this, client, finish = std::move(finish),
+       start = std::chrono::steady_clock::now()](grpc::Status s) {
         Done(client, std::chrono::duration<double, std::milli>(
                          std::chrono::steady_clock::now() - start).count());
-        reactor->Finish(std::move(s));
+        finish(std::move(s));
       });
-  std::weak_ptr<QueryRun> weak = run;
-  reactor->SetOnCancel([weak] {
-    if (auto r = weak.lock()) r->Cancel();
-  });
+  if (cancel) {
+    std::weak_ptr<QueryRun> weak = run;
+    *cancel = [weak] {
+      if (auto r = weak.lock()) r->Cancel();
+    };
+  }
   run->Start(decision);
+  return grpc::Status::OK;
+}
+
+grpc::ServerWriteReactor<v1::QueryEvent>* PiceService::Query(grpc::CallbackServerContext* ctx,
+                                                             const v1::QueryRequest* request) {
+  auto reactor = StreamReactor<v1::QueryEvent>::Create();
+  std::function<void()> cancel;
+  int retry_ms = 0;
+  grpc::Status s = Start(
+      ClientKey(*ctx), *request, ctx->deadline(),
+      [reactor](v1::QueryEvent ev) { reactor->Write(std::move(ev)); },
+      [reactor](grpc::Status st) { reactor->Finish(std::move(st)); }, &cancel, &retry_ms);
+  if (!s.ok()) {
+    if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ctx->AddTrailingMetadata("retry-after-ms", std::to_string(retry_ms));
+    }
+    reactor->Finish(s);
+    return reactor.get();
+  }
+  reactor->SetOnCancel(cancel);
   // A cancel that arrived before SetOnCancel was set.
-  if (reactor->IsCancelled()) run->Cancel();
+  if (reactor->IsCancelled()) cancel();
   return reactor.get();
+}
+
+absl::StatusOr<int> Scheduler::ServeHttp(const std::string& listen) {
+  HttpOptions o;
+  o.listen = listen;
+  o.max_body_bytes = static_cast<size_t>(service_->options().http_max_body_bytes);
+  auto http = HttpServer::Start(o, service_.get());
+  if (!http.ok()) return http.status();
+  http_ = *std::move(http);
+  return http_->port();
+}
+
+Scheduler::~Scheduler() {
+  if (http_) http_->Stop();
 }
 
 std::unique_ptr<Scheduler> Scheduler::Create(const SchedulerOptions& options) {

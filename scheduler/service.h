@@ -11,10 +11,13 @@
 #define PICE_SCHEDULER_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "pice/v1/pice.grpc.pb.h"
 #include "scheduler/config.h"
@@ -30,8 +33,21 @@ class PiceService final : public v1::Pice::CallbackService {
   grpc::ServerWriteReactor<v1::QueryEvent>* Query(grpc::CallbackServerContext* ctx,
                                                   const v1::QueryRequest* request) override;
 
+  // Runs one query for any front door (gRPC here, HTTP in scheduler/http_server.h):
+  // validation, admission, policy, the run. `emit` gets the events in order and
+  // `finish` the end status exactly once (both on gRPC threads; they must not block).
+  // A refusal (invalid, over a limit, draining) calls neither and returns the status;
+  // for RESOURCE_EXHAUSTED *retry_after_ms is set. On success *cancel (when given) is a
+  // function that cancels the query (safe to call any time, also after it finished).
+  grpc::Status Start(const std::string& client, v1::QueryRequest request,
+                     std::chrono::system_clock::time_point deadline,
+                     std::function<void(v1::QueryEvent)> emit,
+                     std::function<void(grpc::Status)> finish, std::function<void()>* cancel,
+                     int* retry_after_ms);
+
   // New queries are refused with UNAVAILABLE; running ones continue.
   void SetDraining() { draining_ = true; }
+  bool draining() const { return draining_.load(); }
   // Queries admitted and not finished yet.
   int in_flight() const { return in_flight_.load(); }
   const SchedulerOptions& options() const { return options_; }
@@ -61,10 +77,15 @@ class Scheduler {
   static std::unique_ptr<Scheduler> Create(const SchedulerOptions& options);
   PiceService* service() { return service_.get(); }
   NodeRegistry* registry() { return registry_.get(); }
+  // Serves the OpenAI-compatible HTTP API on `listen` (scheduler/http_server.h) until the
+  // Scheduler is destroyed; returns the bound port.
+  absl::StatusOr<int> ServeHttp(const std::string& listen);
+  ~Scheduler();
 
  private:
   std::unique_ptr<NodeRegistry> registry_;
   std::unique_ptr<PiceService> service_;
+  std::unique_ptr<class HttpServer> http_;  // stopped first
 };
 
 }  // namespace pice::scheduler
