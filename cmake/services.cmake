@@ -79,4 +79,8 @@ if(PICE_BUILD_TESTS)
     add_dependencies(integration_tests pice pice-cloud pice-edge pice-scheduler)
     gtest_discover_tests(integration_tests DISCOVERY_TIMEOUT 60 PROPERTIES RUN_SERIAL TRUE)
   endif()
+  # The official openai npm SDK against pice local's HTTP API (Node.js from Debian).
+  add_test(NAME OpenAISdkTest
+           COMMAND ${CMAKE_SOURCE_DIR}/scripts/openai-sdk-test.sh ${CMAKE_BINARY_DIR})
+  set_tests_properties(OpenAISdkTest PROPERTIES RUN_SERIAL TRUE TIMEOUT 300)
 endif()

@@ -211,14 +211,35 @@ class Session : public std::enable_shared_from_this<Session> {
     WatchDisconnect();
   }
 
-  // While the query runs the client sends nothing; a read that ends means it left.
+  // While the query runs the client should send nothing; a read that ends means it left.
+  // Bytes that do arrive (a pipelined request) are kept in buffer_ for the parser. The
+  // read is cancelled before the next request is read (NextOrClose).
   void WatchDisconnect() {
+    watching_ = true;
     stream_.socket().async_read_some(
-        net::buffer(probe_), [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec && self->cancel_) {
-            spdlog::info("http: client left; cancelling its query");
-            self->gone_ = true;
-            self->cancel_();
+        buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->watching_ = false;
+          if (ec == net::error::operation_aborted) {
+            if (self->read_after_watch_) {
+              self->read_after_watch_ = false;
+              self->ReadRequest();
+            }
+            return;
+          }
+          if (ec) {
+            if (self->cancel_) {
+              spdlog::info("http: client left; cancelling its query");
+              self->gone_ = true;
+              self->cancel_();
+            }
+            return;
+          }
+          self->buffer_.commit(n);
+          if (self->read_after_watch_) {
+            self->read_after_watch_ = false;
+            self->ReadRequest();
+          } else if (self->buffer_.size() < 64 * 1024) {
+            self->WatchDisconnect();
           }
         });
   }
@@ -274,6 +295,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void NextOrClose() {
     response_done_ = false;
     if (!keep_alive_) return Close();
+    if (watching_) {
+      // The disconnect watch still reads: stop it, then read the next request.
+      read_after_watch_ = true;
+      beast::error_code ec;
+      stream_.socket().cancel(ec);
+      return;
+    }
     ReadRequest();
   }
 
@@ -322,7 +350,8 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t query_id_ = 0;
   std::function<void()> cancel_;
   bool gone_ = false;
-  std::array<char, 64> probe_{};
+  bool watching_ = false;          // the disconnect watch's read is pending
+  bool read_after_watch_ = false;  // read the next request once it has ended
   std::deque<std::string> out_;
   bool writing_ = false;
   bool response_done_ = false;

@@ -286,6 +286,35 @@ TEST_F(HttpTest, BadRequestsGetOpenAIErrorsWithTheirStatus) {
   }
 }
 
+// Keep-alive: several queries one after the other on one connection (the disconnect
+// watch of a finished query must not eat the next request; the openai SDK found that).
+TEST_F(HttpTest, OneConnectionCarriesQueryAfterQuery) {
+  Start();
+  const int fd = Connect(port_);
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = Chat(i % 2 ? "pice-cloud" : "pice-sketch");
+    const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), ssize_t(req.size()));
+    std::string got;
+    char buf[4096];
+    size_t need = std::string::npos;
+    while (need == std::string::npos || got.size() < need) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(n, 0) << "request " << i << ": connection closed after " << got;
+      got.append(buf, size_t(n));
+      const size_t end = got.find("\r\n\r\n");
+      const size_t cl = got.find("Content-Length: ");
+      if (end != std::string::npos && cl != std::string::npos) {
+        need = end + 4 + std::stoul(got.substr(cl + 16));
+      }
+    }
+    EXPECT_EQ(got.substr(9, 3), "200") << got;
+    EXPECT_EQ(json::parse(got.substr(got.find("\r\n\r\n") + 4))["object"], "chat.completion");
+  }
+  close(fd);
+}
+
 TEST_F(HttpTest, AtTheLimitA429CarriesRetryAfter) {
   Start("limits: {max_concurrent_queries: 1}\n");
   cloud_.hold = true;
