@@ -315,6 +315,27 @@ TEST_F(HttpTest, OneConnectionCarriesQueryAfterQuery) {
   close(fd);
 }
 
+// 256 connections each in the middle of a request (the body not all sent yet) hold no
+// thread: a new client is still answered at once.
+TEST_F(HttpTest, ManyHeldConnectionsDoNotStarveANewOne) {
+  Start();
+  std::vector<int> held;
+  for (int i = 0; i < 256; ++i) {
+    const int fd = Connect(port_);
+    const std::string partial =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\"";
+    ASSERT_EQ(send(fd, partial.data(), partial.size(), MSG_NOSIGNAL), ssize_t(partial.size()));
+    held.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply r = Call(port_, "GET", "/v1/models");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  Reply q = Call(port_, "POST", "/v1/chat/completions", Chat("pice-sketch"));
+  EXPECT_EQ(q.status, 200) << q.body;
+  for (int fd : held) close(fd);
+}
+
 TEST_F(HttpTest, AtTheLimitA429CarriesRetryAfter) {
   Start("limits: {max_concurrent_queries: 1}\n");
   cloud_.hold = true;
