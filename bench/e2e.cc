@@ -30,6 +30,7 @@
 #include "common/args.h"
 #include "cli/client.h"
 #include "bench/bench.h"
+#include "bench/http_client.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
@@ -179,8 +180,8 @@ double DirectCloudMs(v1::Cloud::Stub* cloud, const std::string& question, double
 int RunBenchE2e(const std::vector<std::string>& argv) {
   const char* c = "bench e2e";
   auto a = Args::Parse(argv, {"eval", "target", "cloud", "queries", "concurrency", "timeout", "config",
-                              "models", "overhead-queries", "repeat", "tokenizer"},
-                       {"json"});
+                              "models", "overhead-queries", "repeat", "tokenizer", "http-target"},
+                       {"json", "http"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
   auto n = a->Int("queries", 0, 0, 100000);  // 0 = every question of the file
   auto conc = a->Int("concurrency", 4, 1, 256);
@@ -222,6 +223,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     lo.port = 0;
     lo.config_path = a->Str("config");
     lo.models_dir = a->Str("models");
+    if (a->Flag("http")) lo.http_port = 0;
     auto s = LocalStack::Start(lo);
     if (!s.ok()) return Fail(c, std::string(s.status().message()));
     stack = *std::move(s);
@@ -288,6 +290,39 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     out["via_scheduler_cloud_ms_p50"] = Percentile(via, 0.5);
     out["scheduler_overhead_ms_p50"] = Percentile(diff, 0.5);  // paired, per question
   }
+  // --http: the HTTP layer's own cost per query, paired per question against the same
+  // query over gRPC (cloud route, non-streamed chat on one keep-alive connection).
+  if (a->Flag("http") && *overhead_n > 0) {
+    std::string http_target = a->Str("http-target");
+    if (http_target.empty() && stack && stack->http_port() >= 0) {
+      http_target = absl::StrCat("127.0.0.1:", stack->http_port());
+    }
+    const size_t colon = http_target.rfind(':');
+    if (colon == std::string::npos) return Fail(c, "--http needs the local stack or --http-target HOST:PORT", 2);
+    HttpClient http(http_target.substr(0, colon), std::atoi(http_target.c_str() + colon + 1));
+    std::vector<double> grpc_ms, http_ms, diff;
+    const size_t m = std::min<size_t>(qs.size(), size_t(*overhead_n));
+    for (size_t i = 0; i < m; ++i) {
+      const json body = {{"model", "pice-cloud"},
+                         {"messages", json::array({{{"role", "user"}, {"content", qs[i].question}}})}};
+      std::string reply;
+      for (int warm = 0; warm < 2; ++warm) {
+        const auto t0 = Clock::now();
+        const int status = http.Post("/v1/chat/completions", body.dump(), &reply);
+        const double h = Ms(Clock::now() - t0);
+        RouteStats g = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+        if (warm == 0 || status != 200 || g.ok.size() != 1) continue;
+        http_ms.push_back(h);
+        grpc_ms.push_back(g.ok[0].latency_ms);
+        diff.push_back(h - g.ok[0].latency_ms);
+      }
+    }
+    out["http_target"] = http_target;
+    out["http_cloud_ms_p50"] = Percentile(http_ms, 0.5);
+    out["grpc_cloud_ms_p50"] = Percentile(grpc_ms, 0.5);
+    out["http_overhead_ms_p50"] = Percentile(diff, 0.5);  // paired, per question
+    out["http_overhead_ms_p90"] = Percentile(diff, 0.9);
+  }
   if (a->Flag("json")) {
     std::printf("%s\n", out.dump().c_str());
   } else {
@@ -307,6 +342,11 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
       std::printf("%-7s %24s %24s %22s %22s %24s\n", route, cell("latency_ms_p50").c_str(),
                   cell("latency_ms_p99").c_str(), cell("first_content_ms_p50").c_str(),
                   cell("queries_per_s").c_str(), cell("useful_tokens_per_s").c_str());
+    }
+    if (out.contains("http_overhead_ms_p50")) {
+      std::printf("HTTP layer overhead p50 %.2f ms (p90 %.2f; HTTP %.2f ms vs gRPC %.2f ms)\n",
+                  out["http_overhead_ms_p50"].get<double>(), out["http_overhead_ms_p90"].get<double>(),
+                  out["http_cloud_ms_p50"].get<double>(), out["grpc_cloud_ms_p50"].get<double>());
     }
     if (out.contains("scheduler_overhead_ms_p50")) {
       std::printf("scheduler overhead p50 %.2f ms\n", out["scheduler_overhead_ms_p50"].get<double>());

@@ -43,6 +43,7 @@ constexpr Command kCommands[] = {
      "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
      "            [--repeat R] [--concurrency C] [--timeout SECONDS] [--config FILE]\n"
      "            [--models DIR] [--tokenizer M.gguf] [--overhead-queries N] [--json]\n"
+     "            [--http [--http-target HOST:PORT]]\n"
      "            both routes on the same questions (all of the file by default), median\n"
      "            of R repeats with [min, max]; useful tokens = the answer text's tokens\n"},
     {"bench chaos", false,
