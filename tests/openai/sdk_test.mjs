@@ -1,8 +1,9 @@
 // The official `openai` npm SDK against `pice local --http-port 0` (a real client nobody
-// here wrote): models, chat (whole and streamed, with usage), completions, and an error.
+// here wrote): models, chat (whole and streamed, with usage), completions, and an error;
+// and `curl -N` reading the server-sent events.
 //   node tests/openai/sdk_test.mjs PICE_BINARY MODULES_DIR
 // Prints "N passed, M failed" and exits non-zero on a failure.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -86,6 +87,16 @@ try {
     } catch (e) {
       expect(e instanceof OpenAI.NotFoundError, `${e.constructor.name}: ${e.message}`);
     }
+  });
+  await check('curl -N reads the event stream to data: [DONE]', async () => {
+    const out = execFileSync('curl', ['-sN', `${baseURL}/chat/completions`, '-d', JSON.stringify({
+      model: 'pice-sketch', stream: true, messages: [{ role: 'user', content: question }] })],
+      { encoding: 'utf8', timeout: 30000 });
+    const events = out.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    expect(events.at(-1) === '[DONE]', events.at(-1));
+    const text = events.slice(0, -1).map((e) => JSON.parse(e))
+      .map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    expect(text === answer, text);
   });
 } finally {
   child.kill('SIGTERM');
