@@ -101,12 +101,9 @@ CloudService::~CloudService() {
 
 absl::StatusOr<GenerateOptions> CloudService::Options(const v1::SamplingParams& p,
                                                       const PromptPart& part) const {
-  SamplingLimits sl;
-  sl.default_max_tokens = std::min(part.max_tokens, options_.limits.max_tokens);
-  sl.max_tokens = options_.limits.max_tokens;
-  sl.max_stop = options_.limits.max_stop;
-  sl.max_stop_bytes = options_.limits.max_stop_bytes;
-  PICE_ASSIGN_OR_RETURN(GenerateOptions o, ToGenerateOptions(p, sl, "params"));
+  PICE_ASSIGN_OR_RETURN(GenerateOptions o,
+                        ToGenerateOptions(p, NodeSamplingLimits(options_.limits, part.max_tokens),
+                                          "params"));
   o.stop.insert(o.stop.end(), part.stop.begin(), part.stop.end());
   return o;
 }

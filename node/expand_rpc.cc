@@ -25,12 +25,8 @@ absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
                                     /*allow_empty=*/!req.whole_question()));
   const int default_max_tokens =
       req.whole_question() ? tmpl.full.max_tokens : tmpl.expand.max_tokens;
+  const SamplingLimits sl = NodeSamplingLimits(limits, default_max_tokens);
   if (req.whole_question()) {
-    SamplingLimits sl;
-    sl.default_max_tokens = std::min(default_max_tokens, limits.max_tokens);
-    sl.max_tokens = limits.max_tokens;
-    sl.max_stop = limits.max_stop;
-    sl.max_stop_bytes = limits.max_stop_bytes;
     ExpandJob job;
     PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
     job.question = req.question();
@@ -53,11 +49,6 @@ absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
     return absl::InvalidArgumentError(absl::StrCat("index: must be in [0, ", req.sketch_size() - 1,
                                                    "], got ", req.index()));
   }
-  SamplingLimits sl;
-  sl.default_max_tokens = std::min(default_max_tokens, limits.max_tokens);
-  sl.max_tokens = limits.max_tokens;
-  sl.max_stop = limits.max_stop;
-  sl.max_stop_bytes = limits.max_stop_bytes;
   ExpandJob job;
   PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
   job.question = req.question();

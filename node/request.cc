@@ -1,5 +1,7 @@
 #include "node/request.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace pice {
@@ -23,6 +25,15 @@ absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
     return absl::InvalidArgumentError(absl::StrCat(f.empty() ? "" : f + ".", v.message()));
   }
   return o;
+}
+
+SamplingLimits NodeSamplingLimits(const RequestLimits& limits, int template_max_tokens) {
+  SamplingLimits sl;
+  sl.default_max_tokens = std::min(template_max_tokens, limits.max_tokens);
+  sl.max_tokens = limits.max_tokens;
+  sl.max_stop = limits.max_stop;
+  sl.max_stop_bytes = limits.max_stop_bytes;
+  return sl;
 }
 
 v1::FinishReason ToProtoFinish(FinishReason r) {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/status.h"
 #include "engine/generator.h"
+#include "node/node_config.h"
 #include "pice/v1/pice.pb.h"
 
 namespace pice {
@@ -21,6 +22,10 @@ namespace pice {
 absl::StatusOr<GenerateOptions> ToGenerateOptions(const v1::SamplingParams& p,
                                                   const SamplingLimits& limits,
                                                   std::string_view field = "params");
+
+// The sampling limits of a node's request limits, with the template part's max_tokens
+// (capped by limits.max_tokens) as the default when a request sets none.
+SamplingLimits NodeSamplingLimits(const RequestLimits& limits, int template_max_tokens);
 
 // Maps a finish reason of the engine onto the wire's enum.
 v1::FinishReason ToProtoFinish(FinishReason r);
