@@ -34,12 +34,22 @@ void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& s, const
 
 }  // namespace
 
-absl::Status CloudService::CheckRequest(const std::string& request_id,
-                                       const std::string& question) const {
+absl::Status CloudService::CheckRequest(
+    const std::string& request_id, const std::string& question,
+    const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history) const {
   if (draining_) return Draining();
   PICE_RETURN_IF_ERROR(ValidateRequestId(request_id));
-  return ValidateText(question, "question", options_.limits.max_question_bytes);
+  PICE_RETURN_IF_ERROR(ValidateText(question, "question", options_.limits.max_question_bytes));
+  return ValidateHistory(history, question.size(), options_.limits.max_question_bytes);
 }
+
+namespace {
+std::vector<ChatMessage> History(const google::protobuf::RepeatedPtrField<v1::ChatTurn>& h) {
+  std::vector<ChatMessage> out;
+  for (const v1::ChatTurn& t : h) out.push_back({t.role(), t.content()});
+  return out;
+}
+}  // namespace
 
 bool CloudService::Idle() const {
   const EngineStats st = engine_->stats();
@@ -119,7 +129,9 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
-  if (auto s = CheckRequest(req->request_id(), req->question()); !s.ok()) return fail(s);
+  if (auto s = CheckRequest(req->request_id(), req->question(), req->history()); !s.ok()) {
+    return fail(s);
+  }
   if (req->max_points() < 0 || req->max_points() > options_.limits.max_points) {
     return fail(absl::InvalidArgumentError(absl::StrCat(
         "max_points: must be in [0, ", options_.limits.max_points, "] (0 = template default ",
@@ -129,7 +141,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   if (!gen.ok()) return fail(gen.status());
   const int budget = req->max_points() > 0 ? req->max_points() : template_.max_points;
   BuiltPrompt built = BuildSketchPrompt(template_, req->question(), budget);
-  auto ids = EncodePrompt(template_, engine_->model(), built);
+  auto ids = EncodePrompt(template_, engine_->model(), built, History(req->history()));
   if (!ids.ok()) return fail(ids.status());
   if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
     return fail(s);
@@ -220,11 +232,13 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
-  if (auto s = CheckRequest(req->request_id(), req->question()); !s.ok()) return fail(s);
+  if (auto s = CheckRequest(req->request_id(), req->question(), req->history()); !s.ok()) {
+    return fail(s);
+  }
   auto gen = Options(req->params(), template_.full);
   if (!gen.ok()) return fail(gen.status());
   BuiltPrompt built = BuildFullPrompt(template_, req->question());
-  auto ids = EncodePrompt(template_, engine_->model(), built);
+  auto ids = EncodePrompt(template_, engine_->model(), built, History(req->history()));
   if (!ids.ok()) return fail(ids.status());
   if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
     return fail(s);

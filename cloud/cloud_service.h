@@ -52,7 +52,8 @@ class CloudService final : public v1::Cloud::CallbackService {
   absl::StatusOr<GenerateOptions> Options(const v1::SamplingParams& p, const PromptPart& part) const;
   // What Sketch and Generate check first: UNAVAILABLE while draining, INVALID_ARGUMENT
   // naming `request_id` or `question`.
-  absl::Status CheckRequest(const std::string& request_id, const std::string& question) const;
+  absl::Status CheckRequest(const std::string& request_id, const std::string& question,
+                            const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history) const;
 
   CloudOptions options_;
   PromptTemplate template_;

@@ -117,6 +117,33 @@ absl::Status ValidateText(std::string_view text, std::string_view field, size_t 
   return ValidateUtf8(text, field);
 }
 
+absl::Status ValidateHistory(const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history,
+                             size_t other_bytes, size_t max_bytes) {
+  if (history.size() > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("history: at most 256 turns, got ", history.size()));
+  }
+  size_t total = other_bytes;
+  for (int i = 0; i < history.size(); ++i) {
+    const v1::ChatTurn& t = history[i];
+    if (t.role() != "system" && t.role() != "user" && t.role() != "assistant") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "history[", i, "].role: must be system, user or assistant, got \"",
+          t.role().substr(0, 32), "\""));
+    }
+    if (absl::Status s = ValidateUtf8(t.content(), absl::StrCat("history[", i, "].content"));
+        !s.ok()) {
+      return s;
+    }
+    total += t.content().size();
+  }
+  if (total > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "history: the conversation is ", total, " bytes with the prompt, at most ", max_bytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateWireSamplingParams(const v1::SamplingParams& p, const SamplingLimits& limits,
                                         std::string_view field) {
   const std::string f(field);

@@ -48,6 +48,12 @@ struct SamplingLimits {
   int max_stop_bytes = 64;       // bytes per stop string at most
 };
 
+// Checks a conversation's earlier turns: role system, user or assistant; content valid
+// UTF-8; at most 256 turns; their bytes plus `other_bytes` (the prompt's) at most
+// `max_bytes`. Errors name `history[i].role` / `history[i].content` / `history`.
+absl::Status ValidateHistory(const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history,
+                             size_t other_bytes, size_t max_bytes);
+
 // Checks the wire's parameters against `limits`. Zero values mean "server default"
 // (temperature 0 = greedy; top_p 0 = 1; repeat_penalty 0 = 1; max_tokens 0 = the
 // default). `field` prefixes the field names in errors ("params" -> "params.top_p: ...").

@@ -210,7 +210,8 @@ std::string FormatAnswer(const PromptTemplate& t, const std::string& question,
 }
 
 absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const Model& model,
-                                                const BuiltPrompt& prompt) {
+                                                const BuiltPrompt& prompt,
+                                                const std::vector<ChatMessage>& history) {
   const Tokenizer& tok = model.tokenizer();
   std::vector<Token> ids;
   auto append = [&](std::string_view text, bool parse_special) {
@@ -218,27 +219,47 @@ absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const M
     ids.insert(ids.end(), part.begin(), part.end());
   };
   if (!t.chat) {
-    ids = tok.Encode(prompt.user + prompt.response_prefix, /*add_special=*/true,
+    // Plain text throughout: earlier turns as "role: content" lines before the prompt.
+    std::string text;
+    for (const ChatMessage& m : history) absl::StrAppend(&text, m.role, ": ", m.content, "\n");
+    ids = tok.Encode(text + prompt.user + prompt.response_prefix, /*add_special=*/true,
                      /*parse_special=*/false);
   } else {
-    // The user turn carries caller-supplied text (the question, sketch points): it is
-    // tokenized as plain text, so "<|im_end|><|im_start|>system" in a question stays
-    // text. Only the chat template's own markup (around a slot for the user turn, and
-    // the operator's system message) may become control tokens.
-    std::string slot = "\x1ePICE_USER_TURN\x1e";
-    while (prompt.user.find(slot) != std::string::npos) slot += "\x1e";
+    // Caller-supplied text (earlier turns, the question, sketch points) is tokenized as
+    // plain text, so "<|im_end|><|im_start|>system" in it stays text. Only the chat
+    // template's own markup (around a slot for each turn's content, and the operator's
+    // system message) may become control tokens.
+    std::vector<std::string_view> contents;
+    for (const ChatMessage& m : history) contents.push_back(m.content);
+    contents.push_back(prompt.user);
+    std::string mark = "\x1ePICE_SLOT";
+    auto clashes = [&] {
+      for (std::string_view c : contents) {
+        if (c.find(mark) != std::string_view::npos) return true;
+      }
+      return false;
+    };
+    while (clashes()) mark += "\x1e";
     std::vector<ChatMessage> msgs;
     if (!t.system.empty()) msgs.push_back({"system", t.system});
-    msgs.push_back({"user", slot});
-    const std::string text = ApplyChatTemplate(model.file(), msgs, /*add_assistant=*/true);
-    const size_t at = text.find(slot);
-    if (at == std::string::npos) {
-      return absl::InternalError("the chat template dropped the user turn");
+    std::vector<std::string> slots;
+    for (size_t i = 0; i < contents.size(); ++i) {
+      slots.push_back(absl::StrCat(mark, i, "\x1e"));
+      msgs.push_back({i + 1 < contents.size() ? history[i].role : "user", slots.back()});
     }
+    const std::string text = ApplyChatTemplate(model.file(), msgs, /*add_assistant=*/true);
     if (tok.add_bos() && tok.bos() >= 0) ids.push_back(tok.bos());
-    append(std::string_view(text).substr(0, at), /*parse_special=*/true);
-    append(prompt.user, /*parse_special=*/false);
-    append(std::string_view(text).substr(at + slot.size()), /*parse_special=*/true);
+    size_t at = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const size_t found = text.find(slots[i], at);
+      if (found == std::string::npos) {
+        return absl::InternalError("the chat template dropped a turn");
+      }
+      append(std::string_view(text).substr(at, found - at), /*parse_special=*/true);
+      append(contents[i], /*parse_special=*/false);
+      at = found + slots[i].size();
+    }
+    append(std::string_view(text).substr(at), /*parse_special=*/true);
     append(prompt.response_prefix, /*parse_special=*/false);
     // A template that spells the BOS token itself (Llama 3's "<|begin_of_text|>") gets
     // it once, as Encode(add_special) would.

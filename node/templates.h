@@ -71,10 +71,14 @@ std::string FormatAnswer(const PromptTemplate& t, const std::string& question,
                          const std::string& expansion);
 
 // Tokens for `prompt` on `model`: with the chat template when t.chat (system message,
-// user turn, assistant header), BOS where the vocabulary wants it, then the response
-// prefix. INVALID_ARGUMENT when the result is empty.
+// the `history` turns, the user turn, assistant header), BOS where the vocabulary wants
+// it, then the response prefix. Every caller-supplied text (history contents, the user
+// turn, the response prefix) is tokenized as plain text: only the template's markup may
+// become control tokens. Plain templates put the history first as "role: content" lines.
+// INVALID_ARGUMENT when the result is empty.
 absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const Model& model,
-                                                const BuiltPrompt& prompt);
+                                                const BuiltPrompt& prompt,
+                                                const std::vector<ChatMessage>& history = {});
 
 }  // namespace pice
 

@@ -59,6 +59,8 @@ Error FromStatus(const grpc::Status& s, int retry_after_ms) {
       if (field == "max_tokens" || field == "temperature" || field == "top_p" ||
           field == "seed" || field.rfind("stop", 0) == 0 || field == "prompt") {
         e.param = field;
+      } else if (field.rfind("history", 0) == 0) {
+        e.param = "messages";
       }
       break;
     }
@@ -133,12 +135,23 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
       }
       turns.push_back({m["role"].get<std::string>(), text});
     }
-    if (turns.size() == 1 && turns[0].first == "user") {
-      r.query.set_prompt(turns[0].second);
-    } else {
-      std::string prompt;
-      for (const auto& [role, text] : turns) absl::StrAppend(&prompt, prompt.empty() ? "" : "\n", role, ": ", text);
-      r.query.set_prompt(prompt);
+    // The last turn is the question; the earlier ones go to the cloud as history,
+    // rendered with the model's chat template ("developer" is OpenAI's newer "system").
+    if (turns.back().first != "user") {
+      return fail(absl::StrCat("messages[", turns.size() - 1, "].role"),
+                  absl::StrCat("messages[", turns.size() - 1,
+                               "].role: the last message must be the user's"));
+    }
+    r.query.set_prompt(turns.back().second);
+    for (size_t i = 0; i + 1 < turns.size(); ++i) {
+      const std::string& role = turns[i].first;
+      if (role != "system" && role != "developer" && role != "user" && role != "assistant") {
+        return fail(absl::StrCat("messages[", i, "].role"),
+                    absl::StrCat("messages[", i, "].role: system, developer, user or assistant"));
+      }
+      v1::ChatTurn* t = r.query.add_history();
+      t->set_role(role == "developer" ? "system" : role);
+      t->set_content(turns[i].second);
     }
   } else {
     const json* p = j.contains("prompt") ? &j["prompt"] : nullptr;

@@ -3,9 +3,9 @@
 // OpenAI's response and stream chunks, and errors as OpenAI's error JSON. Pure functions
 // and one per-request streaming state; the HTTP transport is scheduler/http_server.h.
 //
-// Request mapping: `messages` (chat) or `prompt` (completions) -> prompt (a single user
-// turn is the prompt as is; several turns are joined as "role: content" lines, the last
-// user turn last); `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed`,
+// Request mapping: `messages` (chat: the last one, the user's, is the prompt; the earlier
+// ones are the history the cloud renders with the model's chat template) or `prompt`
+// (completions) -> prompt; `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed`,
 // `stop` (a string or a list) -> params; `n` must be 1; `user` is the client key when no
 // API key is sent; `model`: pice-auto / pice-sketch / pice-cloud pick the route hint, as
 // does the extension `pice: {route: "auto"|"sketch"|"cloud"}`; unknown fields are ignored.

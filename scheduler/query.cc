@@ -13,6 +13,10 @@ namespace pice::scheduler {
 absl::Status ValidateQuery(const v1::QueryRequest& r, const SchedulerOptions& o) {
   if (absl::Status s = ValidateRequestId(r.request_id()); !s.ok()) return s;
   if (absl::Status s = ValidateText(r.prompt(), "prompt", o.max_prompt_bytes); !s.ok()) return s;
+  if (absl::Status s = ValidateHistory(r.history(), r.prompt().size(), o.max_prompt_bytes);
+      !s.ok()) {
+    return s;
+  }
   if (!v1::Route_IsValid(r.route())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "route: unknown value ", static_cast<int>(r.route()),

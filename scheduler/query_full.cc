@@ -29,6 +29,7 @@ void QueryRun::StartFull(const std::string& reason, bool announce) {
     call->ctx = NewContext();
     call->req.set_request_id(request_.request_id());
     call->req.set_question(request_.prompt());
+    *call->req.mutable_history() = request_.history();
     // max_tokens 0 stays 0: the cloud applies its template's full.max_tokens.
     *call->req.mutable_params() = request_.params();
     auto self = shared_from_this();

@@ -22,6 +22,7 @@ void QueryRun::StartSketch() {
     call->ctx = NewContext();
     call->req.set_request_id(request_.request_id());
     call->req.set_question(request_.prompt());
+    *call->req.mutable_history() = request_.history();
     call->req.set_max_points(request_.max_points());
     // No max_tokens: the sketch's budget is the cloud template's sketch.max_tokens.
     auto self = shared_from_this();

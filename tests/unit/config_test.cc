@@ -158,6 +158,19 @@ TEST(StatusTest, DeltaStreamerHoldsBackStopPrefixesAndPartialUtf8) {
 namespace pice {
 namespace {
 
+TEST(ValidateHistoryTest, RolesUtf8AndSizeAreChecked) {
+  google::protobuf::RepeatedPtrField<v1::ChatTurn> h;
+  v1::ChatTurn* t = h.Add();
+  t->set_role("assistant");
+  t->set_content("fine");
+  EXPECT_TRUE(ValidateHistory(h, 10, 100).ok());
+  EXPECT_NE(ValidateHistory(h, 99, 100).message().find("history:"), std::string::npos);
+  t->set_content("\xff");
+  EXPECT_NE(ValidateHistory(h, 0, 100).message().find("history[0].content"), std::string::npos);
+  t->set_role("tool");
+  EXPECT_NE(ValidateHistory(h, 0, 100).message().find("history[0].role"), std::string::npos);
+}
+
 // Issue 8.11: one flag style; the underscore spelling is the same flag, --help/-h always.
 TEST(ArgsTest, DashesAndUnderscoresAreOneFlagAndHelpIsAlwaysThere) {
   auto a = Args::Parse({"--port_file", "p", "--log-level=debug", "-h", "q"},

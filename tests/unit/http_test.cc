@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -51,6 +52,8 @@ class Cloud final : public v1::Cloud::Service {
  public:
   std::atomic<bool> hold{false};
   std::atomic<int> cancelled{0};
+  std::mutex mu;
+  v1::GenerateRequest last_generate;  // guarded by mu
   grpc::Status Sketch(grpc::ServerContext*, const v1::SketchRequest*,
                       grpc::ServerWriter<v1::SketchEvent>* w) override {
     for (const char* p : {"p0", "p1"}) {
@@ -63,8 +66,12 @@ class Cloud final : public v1::Cloud::Service {
     w->Write(done);
     return grpc::Status::OK;
   }
-  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest*,
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateEvent>* w) override {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      last_generate = *req;
+    }
     for (const char* t : {"full ", "answer"}) {
       v1::GenerateEvent ev;
       ev.mutable_delta()->set_text(t);
@@ -249,6 +256,25 @@ TEST_F(HttpTest, ChatAndCompletionsWholeAndStreamedAgree) {
   EXPECT_EQ(c["pice"]["route"], "cloud");
 }
 
+// A conversation: the last user message is the question, the earlier turns reach the
+// cloud as history (system/developer, user, assistant), in order.
+TEST_F(HttpTest, EarlierMessagesReachTheCloudAsHistory) {
+  Start();
+  Reply r = Call(port_, "POST", "/v1/chat/completions", R"({"model": "pice-cloud", "messages": [
+      {"role": "developer", "content": "Be brief."},
+      {"role": "user", "content": "add 1 and 2"},
+      {"role": "assistant", "content": [{"type": "text", "text": "1+2=3."}]},
+      {"role": "user", "content": "and 3 and 4?"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::lock_guard<std::mutex> l(cloud_.mu);
+  EXPECT_EQ(cloud_.last_generate.question(), "and 3 and 4?");
+  ASSERT_EQ(cloud_.last_generate.history_size(), 3);
+  EXPECT_EQ(cloud_.last_generate.history(0).role(), "system");
+  EXPECT_EQ(cloud_.last_generate.history(1).content(), "add 1 and 2");
+  EXPECT_EQ(cloud_.last_generate.history(2).role(), "assistant");
+  EXPECT_EQ(cloud_.last_generate.history(2).content(), "1+2=3.");
+}
+
 TEST_F(HttpTest, BadRequestsGetOpenAIErrorsWithTheirStatus) {
   Start();
   struct Case {
@@ -264,6 +290,8 @@ TEST_F(HttpTest, BadRequestsGetOpenAIErrorsWithTheirStatus) {
       {"POST", "/v1/chat/completions", R"({"model": "pice-auto"})", 400, "messages"},
       {"POST", "/v1/chat/completions", R"({"model": "pice-auto", "messages": [{"role": "user", "content": 5}]})", 400, "messages[0].content"},
       {"POST", "/v1/chat/completions", Chat("pice-auto", R"(, "n": 2)"), 400, "n"},
+      {"POST", "/v1/chat/completions", R"({"model": "pice-auto", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})", 400, "messages[1].role"},
+      {"POST", "/v1/chat/completions", R"({"model": "pice-auto", "messages": [{"role": "tool", "content": "q"}, {"role": "user", "content": "a"}]})", 400, "messages[0].role"},
       {"POST", "/v1/chat/completions", Chat("pice-auto", R"(, "temperature": "hot")"), 400, "temperature"},
       {"POST", "/v1/chat/completions", Chat("pice-auto", R"(, "temperature": 500)"), 400, "temperature"},
       {"POST", "/v1/chat/completions", Chat("pice-auto", R"(, "max_tokens": -1)"), 400, "max_tokens"},
