@@ -68,6 +68,10 @@ class HttpServer::Impl {
     running_.erase(id);
   }
   uint64_t NextId() { return next_id_++; }
+  // Queries whose finish has not run yet: Stop waits for them before the event loop
+  // (which their callbacks post to) goes away.
+  void QueryStarted() { ++active_; }
+  void QueryEnded() { --active_; }
 
   const HttpOptions& options() const { return options_; }
   PiceService* service() const { return service_; }
@@ -85,6 +89,7 @@ class HttpServer::Impl {
   std::mutex mu_;
   std::map<uint64_t, std::function<void()>> running_;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<int> active_{0};
 };
 
 namespace {
@@ -187,6 +192,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto strand = stream_.get_executor();
     std::function<void()> cancel;
     int retry_ms = 0;
+    HttpServer::Impl* server = server_;
+    server->QueryStarted();
     grpc::Status s = server_->service()->Start(
         ClientKey(req, parsed->user), parsed->query, std::chrono::system_clock::time_point::max(),
         [weak, strand](v1::QueryEvent ev) {
@@ -194,13 +201,17 @@ class Session : public std::enable_shared_from_this<Session> {
             net::post(strand, [self, ev = std::move(ev)] { self->OnEvent(ev); });
           }
         },
-        [weak, strand](grpc::Status st) {
+        [weak, strand, server](grpc::Status st) {
           if (auto self = weak.lock()) {
             net::post(strand, [self, st = std::move(st)] { self->OnFinish(st); });
           }
+          server->QueryEnded();  // the last touch of the server by this query
         },
         &cancel, &retry_ms);
-    if (!s.ok()) return SendError(openai::FromStatus(s, retry_ms));
+    if (!s.ok()) {
+      server->QueryEnded();
+      return SendError(openai::FromStatus(s, retry_ms));
+    }
     cancel_ = cancel;
     server_->Track(query_id_, cancel);
     if (stream_mode_) {
@@ -407,6 +418,12 @@ void HttpServer::Impl::Stop() {
       running.swap(running_);
     }
     for (auto& [id, cancel] : running) cancel();
+    // Cancelled queries end once their node calls have; until then their callbacks may
+    // still post to the event loop.
+    for (int i = 0; i < 3000 && active_.load() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (active_.load() > 0) spdlog::warn("http: {} queries still running at stop", active_.load());
     ioc_.stop();
     for (auto& t : threads_) t.join();
   });
