@@ -1,4 +1,6 @@
-// pice bench chaos: failover under fire. Starts pice-cloud, E pice-edge nodes and
+// pice bench chaos: failover under fire. (About 510 lines: the process supervision it
+// needs — start, SIGKILL, restart on the same port, wait for SERVING — lives here with
+// the run it serves.) Starts pice-cloud, E pice-edge nodes and
 // pice-scheduler as real processes on loopback (the binaries next to this executable, the
 // bundled pice-arith models), sends N pice-arith questions from C concurrent clients, and
 // meanwhile SIGKILLs a random edge every M ms and restarts it on the same port a third

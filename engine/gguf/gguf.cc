@@ -1,3 +1,6 @@
+// The GGUF reader (gguf.h). About 520 lines, over the ~500 the project aims for, on
+// purpose: every offset, size and count check of an untrusted file sits in this one file,
+// next to the parsing it guards (split, the checks would drift from what they protect).
 #include "engine/gguf/gguf.h"
 
 #include <fcntl.h>
