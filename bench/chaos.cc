@@ -38,6 +38,7 @@
 #include "common/args.h"
 #include "cli/client.h"
 #include "bench/bench.h"
+#include "bench/stats.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
@@ -188,12 +189,6 @@ std::string FindTemplates(const std::string& models) {
     if (fs::exists(p / "pice-arith.yaml", ec)) return fs::weakly_canonical(p, ec).string();
   }
   return "";
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
 }
 
 // Whether a successful query's events make a full answer; why not in *why.

@@ -31,6 +31,7 @@
 #include "cli/client.h"
 #include "bench/bench.h"
 #include "bench/http_client.h"
+#include "bench/stats.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
@@ -49,17 +50,10 @@ using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = size_t(p * double(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
 struct QueryResult {
   double latency_ms = 0;
   double first_content_ms = 0;
-  int64_t useful_tokens = 0;     // tokens of the answer text
+  std::string answer;            // the answer text (its tokens are counted after the run)
   int64_t generated_tokens = 0;  // every node's generated tokens
 };
 
@@ -72,7 +66,7 @@ struct RouteStats {
 // Runs every question on `route` with `concurrency` client threads. `tok` counts the
 // answer's tokens (null: useful tokens are not counted).
 RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::Route route,
-                    int concurrency, double timeout_s, const Tokenizer* tok) {
+                    int concurrency, double timeout_s) {
   RouteStats st;
   std::mutex mu;
   std::atomic<size_t> next{0};
@@ -99,7 +93,7 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
         });
         r.latency_ms = Ms(Clock::now() - start);
         r.first_content_ms = first < 0 ? r.latency_ms : first;
-        if (tok) r.useful_tokens = int64_t(tok->Encode(answer, false, false).size());
+        r.answer = std::move(answer);
         std::lock_guard<std::mutex> l(mu);
         if (s.ok()) {
           st.ok.push_back(r);
@@ -115,13 +109,15 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
 }
 
 // One repeat's figures for a route.
-std::map<std::string, double> Figures(const RouteStats& s, bool useful) {
+// `tok` counts the useful tokens (null: not counted), outside the timed run: the client
+// shares the machine with the nodes.
+std::map<std::string, double> Figures(const RouteStats& s, const Tokenizer* tok) {
   std::vector<double> lat, first;
   double useful_tokens = 0, generated = 0;
   for (const QueryResult& r : s.ok) {
     lat.push_back(r.latency_ms);
     first.push_back(r.first_content_ms);
-    useful_tokens += double(r.useful_tokens);
+    if (tok) useful_tokens += double(tok->Encode(r.answer, false, false).size());
     generated += double(r.generated_tokens);
   }
   std::map<std::string, double> f = {
@@ -131,25 +127,11 @@ std::map<std::string, double> Figures(const RouteStats& s, bool useful) {
       {"queries_per_s", s.wall_s > 0 ? s.ok.size() / s.wall_s : 0.0},
       {"generated_tokens_per_s", s.wall_s > 0 ? generated / s.wall_s : 0.0},
       {"failed", double(s.failed)}};
-  if (useful) {
+  if (tok) {
     f["useful_tokens_per_s"] = s.wall_s > 0 ? useful_tokens / s.wall_s : 0.0;
     f["useful_tokens_per_query"] = s.ok.empty() ? 0.0 : useful_tokens / s.ok.size();
   }
   return f;
-}
-
-// Median of each figure over the repeats, with "<name>_range": [min, max].
-json Summarize(const std::vector<std::map<std::string, double>>& repeats) {
-  json out;
-  if (repeats.empty()) return out;
-  for (const auto& [name, unused] : repeats.front()) {
-    std::vector<double> v;
-    for (const auto& r : repeats) v.push_back(r.at(name));
-    std::sort(v.begin(), v.end());
-    out[name] = Percentile(v, 0.5);
-    out[name + "_range"] = {v.front(), v.back()};
-  }
-  return out;
 }
 
 // Latency of a direct Cloud.Generate call for `question`, or -1 on error.
@@ -252,23 +234,23 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   out["useful_tokens"] = tok ? "answer text tokens (cloud tokenizer)" : "not counted (--tokenizer)";
   // Warm-up: a few queries on each route.
   std::vector<Question> warm(qs.begin(), qs.begin() + std::min<size_t>(2, qs.size()));
-  RunRoute(stub.get(), warm, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
-  RunRoute(stub.get(), warm, v1::ROUTE_SKETCH, 1, *timeout, nullptr);
+  RunRoute(stub.get(), warm, v1::ROUTE_CLOUD, 1, *timeout);
+  RunRoute(stub.get(), warm, v1::ROUTE_SKETCH, 1, *timeout);
   std::vector<std::map<std::string, double>> cloud_runs, sketch_runs;
   for (int64_t r = 0; r < *repeat; ++r) {
     // Alternate which route goes first, so drift (caches, clocks) favours neither.
     for (int k = 0; k < 2; ++k) {
       const bool cloud_now = (k == 0) == (r % 2 == 0);
       RouteStats st = RunRoute(stub.get(), qs, cloud_now ? v1::ROUTE_CLOUD : v1::ROUTE_SKETCH,
-                               int(*conc), *timeout, tok);
-      (cloud_now ? cloud_runs : sketch_runs).push_back(Figures(st, tok != nullptr));
+                               int(*conc), *timeout);
+      (cloud_now ? cloud_runs : sketch_runs).push_back(Figures(st, tok));
       std::fprintf(stderr, "bench e2e: repeat %lld/%lld, %s route: %zu ok, %d failed, %.1f s\n",
                    static_cast<long long>(r + 1), static_cast<long long>(*repeat),
                    cloud_now ? "cloud" : "sketch", st.ok.size(), st.failed, st.wall_s);
     }
   }
-  out["routes"]["cloud"] = Summarize(cloud_runs);
-  out["routes"]["sketch"] = Summarize(sketch_runs);
+  out["routes"]["cloud"] = SummarizeRuns(cloud_runs);
+  out["routes"]["sketch"] = SummarizeRuns(sketch_runs);
   if (!cloud_addr.empty() && *overhead_n > 0) {
     auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr));
     std::vector<double> via, direct, diff;
@@ -277,9 +259,13 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
       // Each question once each way first, so both measured calls find the cloud's
       // prefix cache equally warm; then the measured pair.
       DirectCloudMs(cloud.get(), qs[i].question, *timeout);
-      RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
-      double d = DirectCloudMs(cloud.get(), qs[i].question, *timeout);
-      RouteStats s = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+      RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout);
+      // The measured pair, in alternating order so that neither side always goes second.
+      double d = -1;
+      RouteStats s;
+      if (i % 2 == 0) d = DirectCloudMs(cloud.get(), qs[i].question, *timeout);
+      s = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout);
+      if (i % 2 == 1) d = DirectCloudMs(cloud.get(), qs[i].question, *timeout);
       if (d >= 0 && s.ok.size() == 1) {
         direct.push_back(d);
         via.push_back(s.ok[0].latency_ms);
@@ -306,11 +292,15 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
       const json body = {{"model", "pice-cloud"},
                          {"messages", json::array({{{"role", "user"}, {"content", qs[i].question}}})}};
       std::string reply;
+      // A warm-up pair, then the measured one, in alternating order.
       for (int warm = 0; warm < 2; ++warm) {
+        const bool http_first = (i + warm) % 2 == 0;
+        RouteStats g;
+        if (!http_first) g = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout);
         const auto t0 = Clock::now();
         const int status = http.Post("/v1/chat/completions", body.dump(), &reply);
         const double h = Ms(Clock::now() - t0);
-        RouteStats g = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout, nullptr);
+        if (http_first) g = RunRoute(stub.get(), {qs[i]}, v1::ROUTE_CLOUD, 1, *timeout);
         if (warm == 0 || status != 200 || g.ok.size() != 1) continue;
         http_ms.push_back(h);
         grpc_ms.push_back(g.ok[0].latency_ms);
@@ -321,6 +311,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     out["http_cloud_ms_p50"] = Percentile(http_ms, 0.5);
     out["grpc_cloud_ms_p50"] = Percentile(grpc_ms, 0.5);
     out["http_overhead_ms_p50"] = Percentile(diff, 0.5);  // paired, per question
+    out["http_overhead_ms_p10"] = Percentile(diff, 0.1);
     out["http_overhead_ms_p90"] = Percentile(diff, 0.9);
   }
   if (a->Flag("json")) {
@@ -344,8 +335,9 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
                   cell("queries_per_s").c_str(), cell("useful_tokens_per_s").c_str());
     }
     if (out.contains("http_overhead_ms_p50")) {
-      std::printf("HTTP layer overhead p50 %.2f ms (p90 %.2f; HTTP %.2f ms vs gRPC %.2f ms)\n",
-                  out["http_overhead_ms_p50"].get<double>(), out["http_overhead_ms_p90"].get<double>(),
+      std::printf("HTTP layer overhead p50 %.2f ms [p10 %.2f, p90 %.2f] (HTTP %.2f ms vs gRPC %.2f ms)\n",
+                  out["http_overhead_ms_p50"].get<double>(), out["http_overhead_ms_p10"].get<double>(),
+                  out["http_overhead_ms_p90"].get<double>(),
                   out["http_cloud_ms_p50"].get<double>(), out["grpc_cloud_ms_p50"].get<double>());
     }
     if (out.contains("scheduler_overhead_ms_p50")) {

@@ -6,9 +6,11 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <map>
 #include <random>
 
 #include "bench/bench.h"
+#include "bench/stats.h"
 #include "cli/commands.h"
 #include "common/args.h"
 #include "engine/engine.h"
@@ -28,7 +30,7 @@ namespace {
 // One benchmark row: B sequences, each with its own P-token prompt (shared = false) or
 // all forked from one P-token prompt prefilled once (shared = true), then G decode
 // steps for all B together.
-absl::StatusOr<json> BenchRow(Context& ctx, const HParams& hp, int64_t B, int64_t P, int64_t G,
+absl::StatusOr<std::map<std::string, double>> BenchRow(Context& ctx, const HParams& hp, int64_t B, int64_t P, int64_t G,
                               bool shared, std::mt19937& rng) {
   std::uniform_int_distribution<int> pick(0, hp.n_vocab - 1);
   auto pool = std::make_shared<KvBlockPool>(hp, 32, 0);
@@ -54,12 +56,7 @@ absl::StatusOr<json> BenchRow(Context& ctx, const HParams& hp, int64_t B, int64_
   auto t2 = std::chrono::steady_clock::now();
   const double pp = double(prompts.size() * P) / std::chrono::duration<double>(t1 - t0).count();
   const double tg = double(B * G) / std::chrono::duration<double>(t2 - t1).count();
-  return json{{"batch", B},
-              {"shared_prefix", shared},
-              {"prefill_tokens_per_s", pp},
-              {"decode_tokens_per_s", tg},
-              {"decode_tokens_per_s_per_seq", tg / double(B)},
-              {"kv_bytes", pool->used_bytes()}};
+  return std::map<std::string, double>{{"prefill_tokens_per_s", pp}, {"decode_tokens_per_s", tg}};
 }
 
 // One row through the Engine, as a node serves: B requests submitted together (each
@@ -67,7 +64,7 @@ absl::StatusOr<json> BenchRow(Context& ctx, const HParams& hp, int64_t B, int64_
 // prefills once and forks), greedy sampling with callbacks, G tokens each. Prefill:
 // prompt tokens computed / time until every request has its first token; decode: the
 // other B x (G - 1) tokens / the time from then to the last one's end.
-absl::StatusOr<json> EngineRow(Engine& engine, const HParams& hp, int64_t B, int64_t P,
+absl::StatusOr<std::map<std::string, double>> EngineRow(Engine& engine, const HParams& hp, int64_t B, int64_t P,
                                int64_t G, bool shared, std::mt19937& rng) {
   std::uniform_int_distribution<int> pick(0, hp.n_vocab - 1);
   std::vector<std::vector<Token>> prompts(shared ? 1 : B);
@@ -112,17 +109,7 @@ absl::StatusOr<json> EngineRow(Engine& engine, const HParams& hp, int64_t B, int
   const double decode_s = std::chrono::duration<double>(st.last_done - st.all_first).count();
   const double pp = double(prompts.size() * P) / prefill_s;
   const double tg = G > 1 && decode_s > 0 ? double(B * (G - 1)) / decode_s : 0.0;
-  return json{{"prefill_tokens_per_s", pp}, {"decode_tokens_per_s", tg}};
-}
-
-// Median of `key` over rows, with "<key>_range": [min, max].
-void MedianInto(const std::vector<json>& rows, const std::string& key, json* out) {
-  std::vector<double> v;
-  for (const json& r : rows) v.push_back(r[key].get<double>());
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  (*out)[key] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  (*out)[key + "_range"] = {v.front(), v.back()};
+  return std::map<std::string, double>{{"prefill_tokens_per_s", pp}, {"decode_tokens_per_s", tg}};
 }
 
 }  // namespace
@@ -164,7 +151,7 @@ int RunBenchEngine(const std::vector<std::string>& argv) {
   // Warm-up: touch every weight page and size the scratch buffers before timing.
   {
     std::mt19937 warm_rng(7);
-    CLI_TRY(c, json ignored, row(1, std::min<int64_t>(n_prompt, 32), 2, false, warm_rng), 1);
+    CLI_TRY(c, auto ignored, row(1, std::min<int64_t>(n_prompt, 32), 2, false, warm_rng), 1);
     (void)ignored;
   }
   std::vector<bool> modes = {false};
@@ -173,19 +160,18 @@ int RunBenchEngine(const std::vector<std::string>& argv) {
     for (int64_t B : batches) {
       // The median of `repeat` runs with [min, max]: the machines are shared and noisy,
       // and the best run flatters.
-      std::vector<json> rows;
+      std::vector<std::map<std::string, double>> rows;
       for (int64_t rep = 0; rep < repeat; ++rep) {
-        CLI_TRY(c, json one, row(B, n_prompt, n_gen, shared, rng), 1);
+        CLI_TRY(c, auto one, row(B, n_prompt, n_gen, shared, rng), 1);
         rows.push_back(one);
         std::fprintf(stderr, "bench engine: batch %lld%s, run %lld/%lld: prefill %.1f t/s, decode %.1f t/s\n",
                      static_cast<long long>(B), shared ? " (shared prefix)" : "",
                      static_cast<long long>(rep + 1), static_cast<long long>(repeat),
-                     one["prefill_tokens_per_s"].get<double>(),
-                     one["decode_tokens_per_s"].get<double>());
+                     one["prefill_tokens_per_s"], one["decode_tokens_per_s"]);
       }
-      json r = {{"batch", B}, {"shared_prefix", shared}};
-      MedianInto(rows, "prefill_tokens_per_s", &r);
-      MedianInto(rows, "decode_tokens_per_s", &r);
+      json r = SummarizeRuns(rows);
+      r["batch"] = B;
+      r["shared_prefix"] = shared;
       r["decode_tokens_per_s_per_seq"] = r["decode_tokens_per_s"].get<double>() / double(B);
       results.push_back(r);
     }

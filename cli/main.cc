@@ -8,21 +8,9 @@
 #include "cli/usage.h"
 
 int main(int argc, char** argv) {
-  using pice::cli::CommandUsage;
-  const std::string usage = pice::cli::FullUsage("pice", /*engine_only=*/false);
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
-      std::string(argv[1]) == "help") {
-    std::fputs(usage.c_str(), argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
+  if (auto rc = pice::cli::PrintHelpIfAsked("pice", /*engine_only=*/false, argc, argv)) return *rc;
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // `pice CMD --help` / `pice bench X --help`: that command's flags, exit 0.
-  const std::string sub = cmd == "bench" && !args.empty() ? "bench " + args[0] : cmd;
-  if (pice::cli::WantsHelp(args) && !CommandUsage(sub).empty()) {
-    std::fputs(CommandUsage(sub).c_str(), stdout);
-    return 0;
-  }
   if (cmd == "generate") return pice::cli::RunGenerate(args);
   if (cmd == "tokenize") return pice::cli::RunTokenize(args);
   if (cmd == "gen-model") return pice::cli::RunGenModel(args);
@@ -39,6 +27,7 @@ int main(int argc, char** argv) {
     return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos)",
                            2);
   }
-  std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(), usage.c_str());
+  std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(),
+               pice::cli::FullUsage("pice", false).c_str());
   return 2;
 }

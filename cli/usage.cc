@@ -1,5 +1,7 @@
 #include "cli/usage.h"
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 
 namespace pice::cli {
@@ -82,11 +84,25 @@ std::string FullUsage(const std::string& program, bool engine_only) {
   return out;
 }
 
-bool WantsHelp(const std::vector<std::string>& args) {
-  for (const std::string& a : args) {
-    if (a == "--help" || a == "-h") return true;
+std::optional<int> PrintHelpIfAsked(const std::string& program, bool engine_only, int argc,
+                                    char** argv) {
+  const std::string first = argc >= 2 ? argv[1] : "";
+  if (argc < 2 || first == "--help" || first == "-h" || first == "help") {
+    std::fputs(FullUsage(program, engine_only).c_str(), argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
   }
-  return false;
+  bool wants = false;
+  for (int i = 2; i < argc; ++i) wants |= std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h";
+  if (!wants) return std::nullopt;
+  // `pice CMD --help` / `pice bench X --help`.
+  const std::string command = first == "bench" && argc >= 3 ? "bench " + std::string(argv[2]) : first;
+  for (const Command& c : kCommands) {
+    if (command == c.name && (c.engine || !engine_only)) {
+      std::fputs(CommandUsage(command).c_str(), stdout);
+      return 0;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace pice::cli

@@ -3,6 +3,7 @@
 #ifndef PICE_CLI_USAGE_H_
 #define PICE_CLI_USAGE_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,8 +13,12 @@ namespace pice::cli {
 std::string CommandUsage(const std::string& command);
 // Every command's usage; engine_only: the ones pice-engine has.
 std::string FullUsage(const std::string& program, bool engine_only);
-// True when `args` ask for help (--help, -h).
-bool WantsHelp(const std::vector<std::string>& args);
+// The help a command line asks for, printed: no command (usage on stderr, 2), `help` /
+// --help / -h (every command's usage, 0), or `CMD ... --help` for a command the program
+// has (that command's usage, 0). nullopt when the command line is not a help request.
+// engine_only: the program is pice-engine (the engine commands only).
+std::optional<int> PrintHelpIfAsked(const std::string& program, bool engine_only, int argc,
+                                    char** argv);
 
 }  // namespace pice::cli
 

@@ -244,11 +244,8 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     return fail(s);
   }
 
-  struct State {  // touched only by the engine worker thread
-    std::unique_ptr<DeltaStreamer> streamer;
-  };
-  auto st = std::make_shared<State>();
-  st->streamer = std::make_unique<DeltaStreamer>(gen->stop);
+  // Touched only by the engine worker thread.
+  auto streamer = std::make_shared<DeltaStreamer>(gen->stop);
   const Tokenizer* tok = &engine_->tokenizer();
   auto write_delta = [reactor, id](std::string text) {
     if (text.empty()) return;
@@ -261,14 +258,14 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   r.prompt = *std::move(ids);
   r.options = *gen;
   r.cancelled = reactor->cancelled();
-  r.on_token = [st, reactor, tok, write_delta](Token t, float) {
+  r.on_token = [streamer, reactor, tok, write_delta](Token t, float) {
     // Decoding is the concatenation of the tokens' pieces, so the final text grows by
     // this token's piece: send what that makes safe (O(piece) per token).
-    write_delta(st->streamer->Push(tok->TokenToPiece(t)));
+    write_delta(streamer->Push(tok->TokenToPiece(t)));
     return !reactor->IsCancelled();
   };
   const std::string node = options_.node;
-  r.on_done = [st, reactor, id, node, write_delta](absl::StatusOr<GenerateResult> res) {
+  r.on_done = [streamer, reactor, id, node, write_delta](absl::StatusOr<GenerateResult> res) {
     if (reactor->IsCancelled()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "generation cancelled"));
       return;
@@ -278,7 +275,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
       return;
     }
     bool mismatch = false;
-    write_delta(st->streamer->Finish(res->text, &mismatch));
+    write_delta(streamer->Finish(res->text, &mismatch));
     if (mismatch) {
       spdlog::warn("generate {}: streamed text is not a prefix of the final text", id);
     }

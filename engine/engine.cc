@@ -52,6 +52,10 @@ struct Engine::Impl {
   // what admission promised a sequence is never taken by the cache (evicts first).
   // Worker thread.
   void CachePrefix(const LiveSeq& s);
+  // Whether `extra` more bytes fit max_kv_bytes (0 = unbounded) beside the live
+  // sequences' worst case and the prefix cache, evicting cached prefixes (LRU) until
+  // they do. The one budget rule of admission and the cache. Worker thread.
+  bool MakeKvRoom(size_t live_committed, size_t extra);
 
   Engine* engine;
   EngineOptions opts;
@@ -157,9 +161,7 @@ void Engine::Impl::Admit(std::vector<EngineRequest>* failed) {
     const int n_ctx = std::min(engine->n_ctx_, std::max<int>(prompt_len + r.options.max_tokens, 1));
     const size_t need = size_t((n_ctx + bs - 1) / bs) * block_bytes;
     // Make room by dropping cached prefixes, then wait for running sequences to finish.
-    while (committed + need + prefix_cache.bytes() > opts.max_kv_bytes && prefix_cache.EvictOne()) {
-    }
-    if (committed + need + prefix_cache.bytes() > opts.max_kv_bytes) {
+    if (!MakeKvRoom(committed, need)) {
       if (live.empty() && prefix_cache.size() == 0) {
         // Can never fit: fail it rather than block the queue forever.
         failed->push_back(std::move(r));
@@ -205,9 +207,17 @@ void Engine::Impl::Admit(std::vector<EngineRequest>* failed) {
   active = int(live.size());
 }
 
+bool Engine::Impl::MakeKvRoom(size_t live_committed, size_t extra) {
+  if (opts.max_kv_bytes == 0) return true;
+  auto fits = [&] { return live_committed + extra + prefix_cache.bytes() <= opts.max_kv_bytes; };
+  while (!fits() && prefix_cache.EvictOne()) {
+  }
+  return fits();
+}
+
 void Engine::Impl::CachePrefix(const LiveSeq& s) {
   if (prefix_cache.max_entries() == 0 || int(s.req.prompt.size()) < prefix_cache.min_tokens()) {
-    return;
+    return;  // the cache would not take it: evict nothing for it
   }
   const int bs = pool->block_size();
   const size_t entry = size_t((s.req.prompt.size() + bs - 1) / bs) * pool->block_bytes();
@@ -216,13 +226,7 @@ void Engine::Impl::CachePrefix(const LiveSeq& s) {
     std::lock_guard<std::mutex> l(mu);
     live_committed = committed;
   }
-  if (opts.max_kv_bytes > 0) {
-    while (live_committed + prefix_cache.bytes() + entry > opts.max_kv_bytes &&
-           prefix_cache.EvictOne()) {
-    }
-    if (live_committed + prefix_cache.bytes() + entry > opts.max_kv_bytes) return;
-  }
-  prefix_cache.Insert(s.req.prompt, *s.kv);
+  if (MakeKvRoom(live_committed, entry)) prefix_cache.Insert(s.req.prompt, *s.kv);
 }
 
 void Engine::Impl::Finish(LiveSeq& s, absl::Status error) {

@@ -34,7 +34,7 @@ struct EngineOptions {
   int max_batch = 16;           // sequences decoded together at most
   int max_queue = 64;           // requests waiting to join the batch at most
   int n_ctx = 0;                // per-sequence context; 0 = the model's training context
-  size_t max_kv_bytes = size_t{2} << 30;  // KV memory (live sequences + prefix cache)
+  size_t max_kv_bytes = size_t{2} << 30;  // KV memory (live sequences + prefix cache); 0 = unbounded
   int kv_block_size = 32;       // positions per KV block (a power of two)
   int prefix_cache_entries = 16;  // prompt prefixes kept for reuse; 0 = off
   int min_shared_prefix = 8;    // shorter common prefixes are recomputed

@@ -39,6 +39,16 @@ const char* FinishReasonName(FinishReason r) {
   return "error";
 }
 
+size_t FindNewStop(std::string_view text, size_t old_size, const std::vector<std::string>& stop) {
+  size_t at = std::string_view::npos;
+  for (const std::string& s : stop) {
+    if (s.empty()) continue;
+    const size_t from = old_size >= s.size() - 1 ? old_size - (s.size() - 1) : 0;
+    at = std::min(at, text.find(s, from));
+  }
+  return at;
+}
+
 double GenerateResult::MeanLogprob() const {
   const size_t n = logprobs.size() + (stopped_at_eog ? 1 : 0);
   if (n == 0) return 0.0;
@@ -103,13 +113,9 @@ bool SequenceState::Accept(Token t, float lp, const Tokenizer& tok,
     // The text grows by this token's piece; only a stop string ending in it can be new.
     const size_t before = text_.size();
     text_ += tok.TokenToPiece(t);
-    for (const std::string& stop : options_.stop) {
-      if (stop.empty()) continue;
-      const size_t from = before >= stop.size() - 1 ? before - (stop.size() - 1) : 0;
-      if (text_.find(stop, from) != std::string::npos) {
-        result_.finish = FinishReason::kStop;
-        return false;
-      }
+    if (FindNewStop(text_, before, options_.stop) != std::string::npos) {
+      result_.finish = FinishReason::kStop;
+      return false;
     }
   }
   if (int(result_.tokens.size()) >= options_.max_tokens) {

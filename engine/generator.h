@@ -82,6 +82,11 @@ class SequenceState {
   std::string text_;  // the output decoded so far, kept while stop strings are set
 };
 
+// Where the earliest stop string that a text's newest part completes starts: the text's
+// first `old_size` bytes were searched before, so only matches ending past them are new
+// (each search starts len - 1 bytes back: linear over a whole generation). npos: none.
+size_t FindNewStop(std::string_view text, size_t old_size, const std::vector<std::string>& stop);
+
 // Called after each sampled token; return false to cancel the sequence.
 using TokenCallback = std::function<bool(int seq, Token token, float logprob)>;
 

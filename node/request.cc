@@ -51,16 +51,10 @@ std::string DeltaStreamer::Push(std::string_view piece) {
   const size_t before = text_.size();
   text_.append(piece.data(), piece.size());
   size_t safe = CompleteUtf8Prefix(text_);
-  // A full stop-string match ends the text at its start. Only a match that ends in the
-  // new piece can be new: each search starts len - 1 bytes before it (linear overall).
-  for (const auto& s : stop_) {
-    if (s.empty()) continue;
-    const size_t from = before >= s.size() - 1 ? before - (s.size() - 1) : 0;
-    size_t at = text_.find(s, from);
-    if (at != std::string::npos && at < safe) {
-      safe = at;
-      stopped_ = true;
-    }
+  // A full stop-string match (one the new piece completes) ends the text at its start.
+  if (const size_t at = FindNewStop(text_, before, stop_); at < safe) {
+    safe = at;
+    stopped_ = true;
   }
   // A suffix that is a proper prefix of a stop string may still become one.
   if (!stopped_) {

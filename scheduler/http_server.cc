@@ -1,6 +1,7 @@
 #include "scheduler/http_server.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -58,20 +59,24 @@ class HttpServer::Impl {
   void Stop();
   int port() const { return port_; }
 
-  // Queries running for HTTP clients, to cancel on Stop.
-  void Track(uint64_t id, std::function<void()> cancel) {
+  // The queries of HTTP clients, from before PiceService::Start until their finish
+  // callback (the last time a query touches the server): Stop cancels them and waits for
+  // the set to empty before the event loop their callbacks post to goes away.
+  uint64_t Begin() {
     std::lock_guard<std::mutex> l(mu_);
-    running_[id] = std::move(cancel);
+    const uint64_t id = next_id_++;
+    running_[id] = nullptr;
+    return id;
   }
-  void Untrack(uint64_t id) {
+  void SetCancel(uint64_t id, std::function<void()> cancel) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = running_.find(id); it != running_.end()) it->second = std::move(cancel);
+  }
+  void End(uint64_t id) {
     std::lock_guard<std::mutex> l(mu_);
     running_.erase(id);
+    ended_.notify_all();
   }
-  uint64_t NextId() { return next_id_++; }
-  // Queries whose finish has not run yet: Stop waits for them before the event loop
-  // (which their callbacks post to) goes away.
-  void QueryStarted() { ++active_; }
-  void QueryEnded() { --active_; }
 
   const HttpOptions& options() const { return options_; }
   PiceService* service() const { return service_; }
@@ -87,9 +92,9 @@ class HttpServer::Impl {
   int port_ = 0;
   std::once_flag stop_once_;
   std::mutex mu_;
-  std::map<uint64_t, std::function<void()>> running_;
-  std::atomic<uint64_t> next_id_{1};
-  std::atomic<int> active_{0};
+  std::condition_variable ended_;
+  std::map<uint64_t, std::function<void()>> running_;  // guarded by mu_
+  uint64_t next_id_ = 1;                               // guarded by mu_
 };
 
 namespace {
@@ -164,18 +169,19 @@ class Session : public std::enable_shared_from_this<Session> {
                std::chrono::system_clock::now().time_since_epoch()).count();
   }
 
-  std::string ClientKey(const http::request<http::string_body>& req, const std::string& user) {
+  // The API key (`Authorization: Bearer K` or `x-api-key`) and the peer's address: the
+  // client a query counts against, as for gRPC (PiceService::ClientKey).
+  std::string ClientKey(const http::request<http::string_body>& req) {
+    std::string key;
     auto auth = req.find(http::field::authorization);
-    if (auth != req.end()) {
-      std::string v(auth->value());
-      if (v.rfind("Bearer ", 0) == 0 && v.size() > 7) return "key:" + v.substr(7);
+    if (auth != req.end() && auth->value().starts_with("Bearer ") && auth->value().size() > 7) {
+      key = std::string(auth->value().substr(7));
+    } else if (auto k = req.find("x-api-key"); k != req.end()) {
+      key = std::string(k->value());
     }
-    auto key = req.find("x-api-key");
-    if (key != req.end() && !key->value().empty()) return "key:" + std::string(key->value());
-    if (!user.empty()) return "user:" + user;
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
-    return "peer:" + (ec ? std::string("unknown") : ep.address().to_string());
+    return PiceService::ClientKey(key, ec ? "unknown" : ep.address().to_string());
   }
 
   void StartQuery(openai::Endpoint endpoint, const http::request<http::string_body>& req) {
@@ -184,36 +190,35 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!parsed) return SendError(error);
     stream_mode_ = parsed->stream;
     include_usage_ = parsed->include_usage;
-    const std::string id = absl::StrCat(endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-",
-                                        server_->NextId());
+    HttpServer::Impl* server = server_;
+    query_id_ = server->Begin();
+    const std::string id = absl::StrCat(
+        endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-", query_id_);
     response_.emplace(endpoint, id, parsed->model, Now(), &server_->service()->options());
-    query_id_ = server_->NextId();
     std::weak_ptr<Session> weak = shared_from_this();
     auto strand = stream_.get_executor();
     std::function<void()> cancel;
     int retry_ms = 0;
-    HttpServer::Impl* server = server_;
-    server->QueryStarted();
     grpc::Status s = server_->service()->Start(
-        ClientKey(req, parsed->user), parsed->query, std::chrono::system_clock::time_point::max(),
+        ClientKey(req), parsed->query, std::chrono::system_clock::time_point::max(),
         [weak, strand](v1::QueryEvent ev) {
           if (auto self = weak.lock()) {
             net::post(strand, [self, ev = std::move(ev)] { self->OnEvent(ev); });
           }
         },
-        [weak, strand, server](grpc::Status st) {
+        [weak, strand, server, qid = query_id_](grpc::Status st) {
           if (auto self = weak.lock()) {
             net::post(strand, [self, st = std::move(st)] { self->OnFinish(st); });
           }
-          server->QueryEnded();  // the last touch of the server by this query
+          server->End(qid);  // the last touch of the server by this query
         },
         &cancel, &retry_ms);
     if (!s.ok()) {
-      server->QueryEnded();
+      server->End(query_id_);
       return SendError(openai::FromStatus(s, retry_ms));
     }
     cancel_ = cancel;
-    server_->Track(query_id_, cancel);
+    server->SetCancel(query_id_, cancel);
     if (stream_mode_) {
       Write(absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                          "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
@@ -263,7 +268,6 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnFinish(const grpc::Status& st) {
-    server_->Untrack(query_id_);
     cancel_ = nullptr;
     if (gone_) return Close();
     if (stream_mode_) {
@@ -412,18 +416,20 @@ void HttpServer::Impl::Stop() {
       beast::error_code ec;
       acceptor_.close(ec);
     });
-    std::map<uint64_t, std::function<void()>> running;
+    std::vector<std::function<void()>> cancels;
     {
       std::lock_guard<std::mutex> l(mu_);
-      running.swap(running_);
+      for (const auto& [id, cancel] : running_) {
+        if (cancel) cancels.push_back(cancel);
+      }
     }
-    for (auto& [id, cancel] : running) cancel();
-    // Cancelled queries end once their node calls have; until then their callbacks may
-    // still post to the event loop.
-    for (int i = 0; i < 3000 && active_.load() > 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (auto& cancel : cancels) cancel();  // outside mu_: a cancel may finish at once
+    // Cancelled queries end once their node calls have.
+    std::unique_lock<std::mutex> l(mu_);
+    if (!ended_.wait_for(l, std::chrono::seconds(30), [this] { return running_.empty(); })) {
+      spdlog::warn("http: {} queries still running at stop", running_.size());
     }
-    if (active_.load() > 0) spdlog::warn("http: {} queries still running at stop", active_.load());
+    l.unlock();
     ioc_.stop();
     for (auto& t : threads_) t.join();
   });

@@ -11,8 +11,8 @@
 // parameter (malformed JSON, wrong types, invalid UTF-8, bad values), 404 (unknown path
 // or model), 405, 413 (body over max_body_bytes), 429 + Retry-After (limits), 503
 // (draining). A client that disconnects cancels its query on every node.
-// Queries count against the same limits as gRPC ones: the client is the API key
-// (`Authorization: Bearer K` or `x-api-key`), else `user`, else the peer address.
+// Queries count against the same limits as gRPC ones, as the same client: the API key
+// (`Authorization: Bearer K` or `x-api-key`), else the peer's address.
 #ifndef PICE_SCHEDULER_HTTP_SERVER_H_
 #define PICE_SCHEDULER_HTTP_SERVER_H_
 

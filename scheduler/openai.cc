@@ -208,7 +208,6 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
     r.include_usage = j["stream_options"]["include_usage"].is_boolean() &&
                       j["stream_options"]["include_usage"].get<bool>();
   }
-  if (j.contains("user") && j["user"].is_string()) r.user = j["user"].get<std::string>();
   if (j.contains("pice") && j["pice"].is_object() && j["pice"].contains("route")) {
     const json& route = j["pice"]["route"];
     const std::string name = route.is_string() ? route.get<std::string>() : "";

@@ -6,8 +6,8 @@
 // Request mapping: `messages` (chat: the last one, the user's, is the prompt; the earlier
 // ones are the history the cloud renders with the model's chat template) or `prompt`
 // (completions) -> prompt; `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed`,
-// `stop` (a string or a list) -> params; `n` must be 1; `user` is the client key when no
-// API key is sent; `model`: pice-auto / pice-sketch / pice-cloud pick the route hint, as
+// `stop` (a string or a list) -> params; `n` must be 1; `user` is accepted and not used
+// (it is not an identity: limits count per API key or peer); `model`: pice-auto / pice-sketch / pice-cloud pick the route hint, as
 // does the extension `pice: {route: "auto"|"sketch"|"cloud"}`; unknown fields are ignored.
 // Answers: the answer text in sketch order as ordinary `content`, and an extension object
 // `pice` (route, sketch points, expansions with node, agreement, escalated) that plain
@@ -51,7 +51,6 @@ struct Request {
   std::string model;       // as the client named it
   bool stream = false;
   bool include_usage = false;
-  std::string user;
 };
 // Parses a request body. Errors are 400 naming the parameter (`messages[1].content`),
 // 404 for an unknown model.

@@ -16,16 +16,24 @@ namespace pice::scheduler {
 PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
     : options_(std::move(options)), registry_(registry) {}
 
+std::string PiceService::ClientKey(std::string_view api_key, std::string_view peer_host) {
+  return api_key.empty() ? "peer:" + std::string(peer_host) : "key:" + std::string(api_key);
+}
+
 std::string PiceService::ClientKey(const grpc::CallbackServerContext& ctx) {
   const auto& md = ctx.client_metadata();
   auto it = md.find("x-api-key");
-  if (it != md.end() && it->second.size() > 0) {
-    return "key:" + std::string(it->second.data(), it->second.size());
+  const std::string_view key =
+      it != md.end() ? std::string_view(it->second.data(), it->second.size()) : "";
+  // "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555", "unix:/path": the host, as HTTP sees it.
+  std::string peer = ctx.peer();
+  if (const size_t scheme = peer.find(':'); scheme != std::string::npos &&
+                                            peer.compare(0, 3, "ipv") == 0) {
+    peer = peer.substr(scheme + 1);
+    if (const size_t colon = peer.rfind(':'); colon != std::string::npos) peer.resize(colon);
+    if (peer.size() >= 2 && peer.front() == '[') peer = peer.substr(1, peer.size() - 2);
   }
-  std::string peer = ctx.peer();  // "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555", "unix:..."
-  const size_t colon = peer.rfind(':');
-  if (colon != std::string::npos && colon > peer.find(':')) peer.resize(colon);
-  return "peer:" + peer;
+  return ClientKey(key, peer);
 }
 
 int PiceService::RetryAfterMs() const {

@@ -51,7 +51,10 @@ class PiceService final : public v1::Pice::CallbackService {
   // Queries admitted and not finished yet.
   int in_flight() const { return in_flight_.load(); }
   const SchedulerOptions& options() const { return options_; }
-  // The client a call counts against: "key:<x-api-key>" or "peer:<address without port>".
+  // The client a query counts against, the same for every front door: "key:<api key>"
+  // when one is given, else "peer:<host address>" (no port).
+  static std::string ClientKey(std::string_view api_key, std::string_view peer_host);
+  // The same for a gRPC call: metadata `x-api-key`, else the peer of ctx.peer().
   static std::string ClientKey(const grpc::CallbackServerContext& ctx);
   // The retry hint for a refused query, in milliseconds.
   int RetryAfterMs() const;
