@@ -212,7 +212,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     target = stack->address();
     cloud_addr = stack->node_addresses().at(0);  // "name=host:port", the cloud first
     if (size_t eq = cloud_addr.find('='); eq != std::string::npos) cloud_addr = cloud_addr.substr(eq + 1);
-    tok = &stack->cloud_tokenizer();
+    tok = stack->cloud_tokenizer();
   }
   if (a->Has("tokenizer")) {
     auto f = gguf::GgufFile::Open(a->Str("tokenizer"));

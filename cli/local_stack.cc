@@ -170,7 +170,7 @@ class LocalStackImpl final : public LocalStack {
   const std::string& address() const override { return address_; }
   const std::vector<std::string>& node_addresses() const override { return node_addresses_; }
   const scheduler::SchedulerOptions& scheduler_options() const override { return sched_options_; }
-  const Tokenizer& cloud_tokenizer() const override { return cloud_->engine().tokenizer(); }
+  const Tokenizer* cloud_tokenizer() const override { return cloud_->tokenizer(); }
   int http_port() const override { return http_port_; }
 
   absl::StatusOr<std::string> AddScheduler(

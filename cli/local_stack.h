@@ -43,8 +43,9 @@ class LocalStack {
   virtual const scheduler::SchedulerOptions& scheduler_options() const = 0;
   // The OpenAI HTTP API's port on 127.0.0.1; -1 when off.
   virtual int http_port() const = 0;
-  // The cloud model's tokenizer (benchmarks count answer tokens with it).
-  virtual const Tokenizer& cloud_tokenizer() const = 0;
+  // The cloud model's tokenizer (benchmarks count answer tokens with it); null when the
+  // cloud's model is remote.
+  virtual const Tokenizer* cloud_tokenizer() const = 0;
   // Starts one more scheduler on the same nodes with `edit` applied to its options (for
   // sweeps); returns its address.
   virtual absl::StatusOr<std::string> AddScheduler(

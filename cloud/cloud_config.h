@@ -1,10 +1,13 @@
 // cloud.yaml: what pice-cloud serves and with which model. Relative paths resolve
-// against the YAML file's directory. Every key is optional except model and template;
-// all but model and max_queue are every node's (node/node_config.h).
+// against the YAML file's directory. Every key is optional except template and one of
+// model / backend; all but model, backend and max_queue are every node's
+// (node/node_config.h). With a backend, threads / max_batch / n_ctx do not apply.
 //
 //   node: cloud                  # name reported in responses (default "cloud")
 //   listen: 0.0.0.0:50061        # host:port; port 0 = any free port
 //   model: ../models/pice-arith/arith-cloud-f16.gguf
+//   # or, instead of `model`, a remote OpenAI-compatible server (node/openai_backend.h):
+//   # backend: {kind: openai, base_url: http://gpu:8000/v1, model: Qwen/Qwen2.5-7B-Instruct}
 //   template: ../templates/pice-arith.yaml
 //   threads: 2                   # forward-pass threads
 //   max_batch: 16                # sequences decoded together
@@ -24,11 +27,13 @@
 #ifndef PICE_CLOUD_CLOUD_CONFIG_H_
 #define PICE_CLOUD_CLOUD_CONFIG_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "node/node_config.h"
+#include "node/openai_backend.h"
 
 namespace pice {
 
@@ -39,6 +44,7 @@ struct CloudOptions : NodeOptions {
     listen = "0.0.0.0:50061";
   }
   std::string model_path;
+  std::optional<RemoteModelOptions> remote;  // `backend:` instead of `model:`
   int max_queue = 64;  // requests waiting for the engine's batch at most
 };
 

@@ -6,10 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/reactors.h"
 #include "common/status.h"
+#include "node/local_backend.h"
 #include "node/request.h"
 #include "node/expand_rpc.h"
 #include "engine/status_macros.h"
-#include "engine/tokenizer/tokenizer.h"
 #include "spdlog/spdlog.h"
 
 namespace pice {
@@ -23,12 +23,14 @@ v1::FinishReason WireFinish(FinishReason r, bool stopped_by_us) {
   return ToProtoFinish(r);
 }
 
-// Adds the `retry-after-ms` hint to a RESOURCE_EXHAUSTED answer: about one batch step
-// per queued batch, 20 ms to 2 s.
-void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& s, const Engine& engine) {
+// Adds the `retry-after-ms` hint to a RESOURCE_EXHAUSTED answer: the remote's own hint
+// (its Retry-After), else about one batch step per queued batch, 20 ms to 2 s.
+void AddRetryHint(grpc::CallbackServerContext* ctx, const absl::Status& s,
+                  const ModelBackend& backend) {
   if (s.code() != absl::StatusCode::kResourceExhausted) return;
-  const EngineStats st = engine.stats();
-  const int ms = std::clamp(50 * (1 + st.queued / std::max(1, st.max_batch)), 20, 2000);
+  const BackendStats st = backend.Stats();
+  const int ms = RetryAfterMs(s).value_or(
+      std::clamp(50 * (1 + st.queued / std::max(1, st.max_batch)), 20, 2000));
   ctx->AddTrailingMetadata("retry-after-ms", std::to_string(ms));
 }
 
@@ -43,21 +45,31 @@ absl::Status CloudService::CheckRequest(
   return ValidateHistory(history, question.size(), options_.limits.max_question_bytes);
 }
 
-namespace {
-std::vector<ChatMessage> History(const google::protobuf::RepeatedPtrField<v1::ChatTurn>& h) {
-  std::vector<ChatMessage> out;
-  for (const v1::ChatTurn& t : h) out.push_back({t.role(), t.content()});
-  return out;
+BackendRequest CloudService::NewRequest(
+    BuiltPrompt prompt, const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history,
+    const GenerateOptions& options) const {
+  BackendRequest r;
+  r.prompt = std::move(prompt);
+  for (const v1::ChatTurn& t : history) r.history.push_back({t.role(), t.content()});
+  r.chat = template_.chat;
+  r.system = template_.system;
+  r.options = options;
+  r.max_prompt_tokens = options_.limits.max_question_tokens;
+  return r;
 }
-}  // namespace
+
+const Tokenizer* CloudService::tokenizer() const {
+  const auto* local = dynamic_cast<const LocalBackend*>(backend_.get());
+  return local ? &local->engine()->tokenizer() : nullptr;
+}
 
 bool CloudService::Idle() const {
-  const EngineStats st = engine_->stats();
+  const BackendStats st = backend_->Stats();
   return st.queued == 0 && st.active == 0;
 }
 
 void CloudService::FillLoad(v1::LoadResponse* resp) const {
-  const EngineStats st = engine_->stats();
+  const BackendStats st = backend_->Stats();
   resp->set_node(options_.node);
   resp->set_queue_depth(st.queued);
   resp->set_active(st.active);
@@ -65,7 +77,8 @@ void CloudService::FillLoad(v1::LoadResponse* resp) const {
   resp->set_free_slots(std::max(0, st.max_batch - st.active));
   resp->set_max_queue(options_.max_queue);
   resp->set_tokens_per_s(st.tokens_per_s);
-  resp->add_models(engine_->name());
+  resp->add_models(backend_->name());
+  for (std::string& n : backend_->Notes()) resp->add_notes(std::move(n));
   resp->set_draining(draining_.load());
   resp->set_engine_active(st.active);
   resp->set_engine_queued(st.queued);
@@ -87,26 +100,25 @@ absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOp
   s->options_ = options;
   PICE_ASSIGN_OR_RETURN(s->template_, LoadPromptTemplate(options.template_path));
   EngineOptions eo;
-  eo.model_path = options.model_path;
   eo.n_threads = options.threads;
   eo.max_batch = options.max_batch;
   eo.max_queue = options.max_queue;
   eo.n_ctx = options.n_ctx;
-  PICE_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(eo));
-  s->engine_ = std::move(engine);
-  EnsembleMember self{s->engine_->name(), options.model_path, std::nullopt, std::nullopt, 1.0};
+  EnsembleMember self{"cloud", options.model_path, options.remote, std::nullopt, std::nullopt, 1.0};
+  PICE_ASSIGN_OR_RETURN(auto backends, CreateMemberBackends({self}, eo));
+  s->backend_ = backends[0];
+  self.name = s->backend_->name();
   VoteOptions vote;
   vote.method = SelectionMethod::kConfidence;
-  PICE_ASSIGN_OR_RETURN(s->expander_,
-                        Ensemble::Create({self}, vote, s->template_,
-                                         {{options.model_path, s->engine_}}));
-  spdlog::info("{}: model {} ({}), template {} ({})", options.node, s->engine_->name(),
-               options.model_path, s->template_.family, options.template_path);
+  PICE_ASSIGN_OR_RETURN(s->expander_, Ensemble::Create({self}, vote, s->template_, backends));
+  spdlog::info("{}: model {} ({}), template {} ({})", options.node, s->backend_->name(),
+               options.remote ? options.remote->base_url : options.model_path,
+               s->template_.family, options.template_path);
   return s;
 }
 
 CloudService::~CloudService() {
-  if (engine_) engine_->Stop();
+  if (backend_) backend_->Stop();
 }
 
 absl::StatusOr<GenerateOptions> CloudService::Options(const v1::SamplingParams& p,
@@ -125,7 +137,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   auto reactor = StreamReactor<v1::SketchEvent>::Create();
   const std::string id = RequestIdOr(req->request_id());
   auto fail = [&](const absl::Status& s) {
-    AddRetryHint(ctx, s, *engine_);
+    AddRetryHint(ctx, s, *backend_);
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
@@ -141,13 +153,8 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   if (!gen.ok()) return fail(gen.status());
   const int budget = req->max_points() > 0 ? req->max_points() : template_.max_points;
   BuiltPrompt built = BuildSketchPrompt(template_, req->question(), budget);
-  auto ids = EncodePrompt(template_, engine_->model(), built, History(req->history()));
-  if (!ids.ok()) return fail(ids.status());
-  if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
-    return fail(s);
-  }
 
-  // Per-call state, touched only by the engine worker thread.
+  // Per-call state, touched only by the backend's thread.
   struct State {
     std::string prefix;       // the response prefix: part of the sketch text
     std::string text;         // prefix + the pieces generated so far
@@ -162,14 +169,11 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
   po.max_points = budget;
   st->parser = std::make_unique<IncrementalSketchParser>(po);
 
-  const Tokenizer* tok = &engine_->tokenizer();
-  EngineRequest r;
-  r.prompt = *std::move(ids);
-  r.options = *gen;
+  BackendRequest r = NewRequest(std::move(built), req->history(), *gen);
   r.cancelled = reactor->cancelled();
-  r.on_token = [st, reactor, tok, id](Token t, float) {
-    // The text grows by this token's piece; the parser resumes where it stopped.
-    st->text += tok->TokenToPiece(t);
+  r.on_piece = [st, reactor, id](std::string_view piece, const std::vector<float>&) {
+    // The text grows by this piece; the parser resumes where it stopped.
+    st->text += piece;
     for (auto& p : st->parser->Update(st->text)) {
       v1::SketchEvent ev;
       ev.set_request_id(id);
@@ -184,7 +188,7 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     return !reactor->IsCancelled();
   };
   const std::string node = options_.node;
-  r.on_done = [st, reactor, id, node](absl::StatusOr<GenerateResult> res) {
+  r.on_done = [st, reactor, id, node](absl::StatusOr<BackendResult> res) {
     if (reactor->IsCancelled() && !st->stopped_by_us) {
       reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "sketch cancelled"));
       return;
@@ -208,15 +212,15 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     d->set_split(parsed.split);
     d->set_finish_reason(WireFinish(res->finish, st->stopped_by_us));
     d->set_raw(ToValidUtf8(text));
-    d->set_prompt_tokens(static_cast<int64_t>(res->prompt_tokens.size()));
-    d->set_generated_tokens(static_cast<int64_t>(res->tokens.size()));
+    d->set_prompt_tokens(res->prompt_tokens);
+    d->set_generated_tokens(res->generated_tokens);
     d->set_node(node);
     spdlog::debug("sketch {}: split={} points={} ({}) raw=\"{}\"", id, parsed.split,
                   parsed.points.size(), parsed.reason, text);
     reactor->Write(std::move(ev));
     reactor->Finish(grpc::Status::OK);
   };
-  if (absl::Status s = engine_->Submit(std::move(r)); !s.ok()) return fail(s);
+  if (absl::Status s = backend_->Submit(std::move(r)); !s.ok()) return fail(s);
   (void)ctx;
   return reactor.get();
 }
@@ -228,44 +232,60 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
   auto reactor = StreamReactor<v1::GenerateEvent>::Create();
   const std::string id = RequestIdOr(req->request_id());
   auto fail = [&](const absl::Status& s) {
-    AddRetryHint(ctx, s, *engine_);
+    AddRetryHint(ctx, s, *backend_);
     reactor->Finish(ToGrpcStatus(s));
     return reactor.get();
   };
   if (auto s = CheckRequest(req->request_id(), req->question(), req->history()); !s.ok()) {
     return fail(s);
   }
-  auto gen = Options(req->params(), template_.full);
+  const bool raw = req->format() != v1::PROMPT_TEMPLATE;
+  if (!v1::PromptFormat_IsValid(req->format())) {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("format: unknown value ", static_cast<int>(req->format()))));
+  }
+  if (req->format() == v1::PROMPT_RAW_TEXT && req->history_size() > 0) {
+    return fail(absl::InvalidArgumentError(
+        "history: not allowed with format PROMPT_RAW_TEXT (use PROMPT_RAW_CHAT)"));
+  }
+  // Raw: no template part (max_tokens 0 = the node's limit, no template stop strings).
+  PromptPart raw_part;
+  raw_part.max_tokens = options_.limits.max_tokens;
+  auto gen = Options(req->params(), raw ? raw_part : template_.full);
   if (!gen.ok()) return fail(gen.status());
-  BuiltPrompt built = BuildFullPrompt(template_, req->question());
-  auto ids = EncodePrompt(template_, engine_->model(), built, History(req->history()));
-  if (!ids.ok()) return fail(ids.status());
-  if (auto s = CheckPromptTokens(ids->size(), options_.limits, engine_->n_ctx()); !s.ok()) {
-    return fail(s);
+  BuiltPrompt built = raw ? BuiltPrompt{req->question(), ""} : BuildFullPrompt(template_, req->question());
+  BackendRequest r = NewRequest(std::move(built), req->history(), *gen);
+  if (raw) {
+    r.chat = req->format() == v1::PROMPT_RAW_CHAT;
+    r.system.clear();
   }
 
-  // Touched only by the engine worker thread.
-  auto streamer = std::make_shared<DeltaStreamer>(gen->stop);
-  const Tokenizer* tok = &engine_->tokenizer();
-  auto write_delta = [reactor, id](std::string text) {
+  // Touched only by the backend's thread.
+  struct State {
+    explicit State(std::vector<std::string> stop) : streamer(std::move(stop)) {}
+    DeltaStreamer streamer;
+    std::vector<float> logprobs;  // of the tokens since the last delta sent
+  };
+  auto st = std::make_shared<State>(gen->stop);
+  auto write_delta = [reactor, id, st](std::string text) {
     if (text.empty()) return;
     v1::GenerateEvent ev;
     ev.set_request_id(id);
     ev.mutable_delta()->set_text(ToValidUtf8(text));
+    ev.mutable_delta()->mutable_logprobs()->Add(st->logprobs.begin(), st->logprobs.end());
+    st->logprobs.clear();
     reactor->Write(std::move(ev));
   };
-  EngineRequest r;
-  r.prompt = *std::move(ids);
-  r.options = *gen;
   r.cancelled = reactor->cancelled();
-  r.on_token = [streamer, reactor, tok, write_delta](Token t, float) {
-    // Decoding is the concatenation of the tokens' pieces, so the final text grows by
-    // this token's piece: send what that makes safe (O(piece) per token).
-    write_delta(streamer->Push(tok->TokenToPiece(t)));
+  r.on_piece = [st, reactor, write_delta](std::string_view piece, const std::vector<float>& lp) {
+    // The final text is the concatenation of the pieces (cut at a stop string): send what
+    // that makes safe (O(piece) per piece).
+    st->logprobs.insert(st->logprobs.end(), lp.begin(), lp.end());
+    write_delta(st->streamer.Push(piece));
     return !reactor->IsCancelled();
   };
   const std::string node = options_.node;
-  r.on_done = [streamer, reactor, id, node, write_delta](absl::StatusOr<GenerateResult> res) {
+  r.on_done = [st, reactor, id, node, write_delta](absl::StatusOr<BackendResult> res) {
     if (reactor->IsCancelled()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "generation cancelled"));
       return;
@@ -275,7 +295,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
       return;
     }
     bool mismatch = false;
-    write_delta(streamer->Finish(res->text, &mismatch));
+    write_delta(st->streamer.Finish(res->text, &mismatch));
     if (mismatch) {
       spdlog::warn("generate {}: streamed text is not a prefix of the final text", id);
     }
@@ -283,13 +303,13 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     ev.set_request_id(id);
     v1::GenerateDone* d = ev.mutable_done();
     d->set_finish_reason(ToProtoFinish(res->finish));
-    d->set_prompt_tokens(static_cast<int64_t>(res->prompt_tokens.size()));
-    d->set_generated_tokens(static_cast<int64_t>(res->tokens.size()));
+    d->set_prompt_tokens(res->prompt_tokens);
+    d->set_generated_tokens(res->generated_tokens);
     d->set_node(node);
     reactor->Write(std::move(ev));
     reactor->Finish(grpc::Status::OK);
   };
-  if (absl::Status s = engine_->Submit(std::move(r)); !s.ok()) return fail(s);
+  if (absl::Status s = backend_->Submit(std::move(r)); !s.ok()) return fail(s);
   (void)ctx;
   return reactor.get();
 }
@@ -324,7 +344,7 @@ grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
         });
       });
   if (!s.ok()) {
-    AddRetryHint(ctx, s, *engine_);
+    AddRetryHint(ctx, s, *backend_);
     reactor->Finish(ToGrpcStatus(s));
   }
   return reactor.get();

@@ -2,8 +2,11 @@
 // is complete, then `done`), Generate (a stream of text deltas, then `done`) and Expand
 // (the edge's response shape, from a one-member ensemble on the cloud model).
 //
-// Model work runs on the engine's worker thread; the gRPC threads only validate, tokenize
-// and submit. A client that cancels (or whose deadline passes) cancels the engine request.
+// The model runs on a backend (node/backend.h): the engine in this process, or a remote
+// OpenAI-compatible server (`backend:` in cloud.yaml). Model work runs on the backend's
+// thread; the gRPC threads only validate and submit. A client that cancels (or whose
+// deadline passes) cancels the backend request. Generate also serves raw completions
+// (GenerateRequest.format) for the scheduler's /v1 model endpoints.
 // Errors: INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED when the engine's queue is
 // full (back off: trailing metadata `retry-after-ms`); UNAVAILABLE while draining.
 #ifndef PICE_CLOUD_CLOUD_SERVICE_H_
@@ -16,7 +19,7 @@
 #include "cloud/cloud_config.h"
 #include "node/templates.h"
 #include "node/ensemble.h"
-#include "engine/engine.h"
+#include "node/backend.h"
 #include "pice/v1/pice.grpc.pb.h"
 
 namespace pice {
@@ -44,11 +47,16 @@ class CloudService final : public v1::Cloud::CallbackService {
   void SetDraining() { draining_ = true; }
   // Nothing queued or running in the engine (for the drain).
   bool Idle() const;
-  Engine& engine() { return *engine_; }
-  const Engine& engine() const { return *engine_; }
+  ModelBackend& backend() { return *backend_; }
+  // The local model's tokenizer; null when the model is remote.
+  const Tokenizer* tokenizer() const;
 
  private:
   CloudService() = default;
+  // A request with the template's prompt format, the history and the node's limits.
+  BackendRequest NewRequest(BuiltPrompt prompt,
+                            const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history,
+                            const GenerateOptions& options) const;
   absl::StatusOr<GenerateOptions> Options(const v1::SamplingParams& p, const PromptPart& part) const;
   // What Sketch and Generate check first: UNAVAILABLE while draining, INVALID_ARGUMENT
   // naming `request_id` or `question`.
@@ -57,7 +65,7 @@ class CloudService final : public v1::Cloud::CallbackService {
 
   CloudOptions options_;
   PromptTemplate template_;
-  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<ModelBackend> backend_;
   std::unique_ptr<Ensemble> expander_;
   std::atomic<bool> draining_{false};
 };

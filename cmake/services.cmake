@@ -5,6 +5,7 @@ find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
+find_package(OpenSSL REQUIRED)  # https to remote OpenAI-compatible models (Boost.Asio SSL)
 
 # --- proto ---------------------------------------------------------------------------
 set(PICE_PROTO ${CMAKE_SOURCE_DIR}/proto/pice/v1/pice.proto)
@@ -30,7 +31,8 @@ target_compile_options(pice_proto PRIVATE -w)
 # --- libraries, one per folder; dependencies point down only (scripts/check-deps.sh) ---
 #   pice_common: what every binary needs (config, flags, logging, server, status); no engine
 #   pice_node:   what cloud and edge share (templates, ensemble + voting, Expand boundary,
-#                request limits, node config) over the engine
+#                request limits, node config, model backends: local engine or remote
+#                OpenAI-compatible server) over the engine
 #   pice_cloud, pice_edge: each node's service; pice_scheduler: never links the engine
 macro(pice_folder_library name folder)
   file(GLOB _srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cc)
@@ -43,7 +45,7 @@ target_link_libraries(pice_common PUBLIC
   absl::status absl::statusor absl::strings absl::str_format absl::synchronization absl::time
   absl::random_random Threads::Threads)
 pice_folder_library(pice_node node)
-target_link_libraries(pice_node PUBLIC pice_common pice_engine)
+target_link_libraries(pice_node PUBLIC pice_common pice_engine OpenSSL::SSL OpenSSL::Crypto)
 pice_folder_library(pice_cloud cloud)
 target_link_libraries(pice_cloud PUBLIC pice_node)
 pice_folder_library(pice_edge edge)

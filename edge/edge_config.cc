@@ -10,14 +10,10 @@ namespace pice {
 namespace {
 
 absl::Status ReadMember(const ConfigNode& n, EnsembleMember* m) {
-  PICE_RETURN_IF_ERROR(n.CheckKeys({"name", "model", "temperature", "seed", "weight"}));
+  PICE_RETURN_IF_ERROR(n.CheckKeys({"name", "model", "backend", "temperature", "seed", "weight"}));
   PICE_RETURN_IF_ERROR(n.Require("name"));
   PICE_RETURN_IF_ERROR(n.ReadString("name", &m->name, false));
-  PICE_RETURN_IF_ERROR(n.Require("model"));
-  PICE_RETURN_IF_ERROR(n.ReadPath("model", &m->model_path));
-  if (!std::filesystem::is_regular_file(m->model_path)) {
-    return n.ChildError("model", absl::StrCat("no such file: ", m->model_path));
-  }
+  PICE_RETURN_IF_ERROR(ReadModelOrBackend(n, &m->model_path, &m->remote));
   if (n.Has("temperature")) {
     float t = 0;
     PICE_RETURN_IF_ERROR(n.ReadFloat("temperature", &t, 0, 100));
@@ -41,12 +37,13 @@ absl::StatusOr<EdgeOptions> ParseEdgeOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.Require("ensemble"));
   ConfigNode ens = root.Child("ensemble");
   if (!ens.IsList() || ens.size() == 0 || ens.size() > 16) {
-    return ens.Error("expected a list of 1 to 16 members (name, model, temperature, seed, weight)");
+    return ens.Error(
+        "expected a list of 1 to 16 members (name, model or backend, temperature, seed, weight)");
   }
   std::set<std::string> names;
   for (size_t i = 0; i < ens.size(); ++i) {
     ConfigNode n = ens.At(i);
-    if (!n.IsMap()) return n.Error("expected a mapping with name and model");
+    if (!n.IsMap()) return n.Error("expected a mapping with name and model (or backend)");
     EnsembleMember m;
     PICE_RETURN_IF_ERROR(ReadMember(n, &m));
     if (!names.insert(m.name).second) {

@@ -8,6 +8,7 @@
 //   ensemble:                    # 1..16 members
 //     - name: edge-a             # unique
 //       model: ../models/pice-arith/arith-edge-a.gguf
+//       # or a remote model instead: backend: {kind: openai, base_url, model, ...}
 //       temperature: 0           # optional; default: the request's temperature
 //       seed: 1                  # optional; default: the request's seed + member index
 //       weight: 1.0              # voting weight, > 0

@@ -16,33 +16,23 @@ absl::StatusOr<std::unique_ptr<EdgeService>> EdgeService::Create(const EdgeOptio
   std::unique_ptr<EdgeService> s(new EdgeService());
   s->options_ = options;
   PICE_ASSIGN_OR_RETURN(PromptTemplate tmpl, LoadPromptTemplate(options.template_path));
-  std::map<std::string, std::shared_ptr<Engine>> engines;
-  for (const auto& m : options.members) {
-    if (engines.count(m.model_path)) continue;
-    EngineOptions eo;
-    eo.model_path = m.model_path;
-    eo.n_threads = options.threads;
-    eo.max_batch = options.max_batch;
-    eo.max_queue = std::max(64, options.max_batch);
-    eo.n_ctx = options.n_ctx;
-    auto engine = Engine::Create(eo);
-    if (!engine.ok()) {
-      return absl::Status(engine.status().code(),
-                          absl::StrCat("member ", m.name, ": ", engine.status().message()));
-    }
-    engines[m.model_path] = std::move(*engine);
-  }
-  PICE_ASSIGN_OR_RETURN(s->ensemble_, Ensemble::Create(options.members, options.vote, tmpl, engines));
+  EngineOptions eo;
+  eo.n_threads = options.threads;
+  eo.max_batch = options.max_batch;
+  eo.max_queue = std::max(64, options.max_batch);
+  eo.n_ctx = options.n_ctx;
+  PICE_ASSIGN_OR_RETURN(auto backends, CreateMemberBackends(options.members, eo));
+  PICE_ASSIGN_OR_RETURN(s->ensemble_, Ensemble::Create(options.members, options.vote, tmpl, backends));
   std::string names;
   for (const auto& m : options.members) absl::StrAppend(&names, names.empty() ? "" : ", ", m.name);
-  spdlog::info("{}: ensemble [{}] on {} model file(s), selection {}, template {}", options.node,
-               names, engines.size(), SelectionMethodName(options.vote.method), tmpl.family);
+  spdlog::info("{}: ensemble [{}] on {} model(s), selection {}, template {}", options.node,
+               names, s->ensemble_->backends().size(), SelectionMethodName(options.vote.method), tmpl.family);
   return s;
 }
 
 EdgeService::~EdgeService() {
   if (ensemble_) {
-    for (const auto& e : ensemble_->engines()) e->Stop();
+    for (const auto& b : ensemble_->backends()) b->Stop();
   }
 }
 
@@ -181,8 +171,9 @@ void EdgeService::FillLoad(v1::LoadResponse* resp) {
   for (const auto& m : ensemble_->members()) resp->add_models(m.name);
   resp->set_draining(draining_.load());
   resp->set_max_queue(options_.max_queue);
-  for (const auto& e : ensemble_->engines()) {
-    const EngineStats st = e->stats();
+  for (const auto& b : ensemble_->backends()) {
+    for (std::string& n : b->Notes()) resp->add_notes(std::move(n));
+    const BackendStats st = b->Stats();
     resp->set_engine_active(resp->engine_active() + st.active);
     resp->set_engine_queued(resp->engine_queued() + st.queued);
     resp->set_kv_bytes(resp->kv_bytes() + static_cast<int64_t>(st.kv_bytes));

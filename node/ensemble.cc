@@ -1,11 +1,13 @@
 #include "node/ensemble.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "node/local_backend.h"
 #include "spdlog/spdlog.h"
 
 namespace pice {
@@ -20,41 +22,68 @@ double Now() {
 struct Gather {
   std::mutex mu;
   int remaining = 0;
-  std::vector<std::optional<absl::StatusOr<GenerateResult>>> results;  // per member
+  std::vector<std::optional<absl::StatusOr<BackendResult>>> results;  // per member
   std::function<void(absl::StatusOr<ExpandOutcome>)> done;
   double start = 0;
 };
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::shared_ptr<ModelBackend>>> CreateMemberBackends(
+    const std::vector<EnsembleMember>& members, const EngineOptions& base) {
+  std::vector<std::shared_ptr<ModelBackend>> out;
+  std::map<std::string, std::shared_ptr<ModelBackend>> by_file;
+  for (const auto& m : members) {
+    auto named = [&](const absl::Status& s) {
+      return absl::Status(s.code(), absl::StrCat("member ", m.name, ": ", s.message()));
+    };
+    if (m.remote) {
+      auto remote = OpenAIBackend::Create(*m.remote);
+      if (!remote.ok()) return named(remote.status());
+      out.push_back(std::shared_ptr<ModelBackend>(std::move(*remote)));
+      continue;
+    }
+    auto it = by_file.find(m.model_path);
+    if (it == by_file.end()) {
+      EngineOptions eo = base;
+      eo.model_path = m.model_path;
+      auto engine = Engine::Create(eo);
+      if (!engine.ok()) return named(engine.status());
+      it = by_file.emplace(m.model_path, std::make_shared<LocalBackend>(std::move(*engine))).first;
+    }
+    out.push_back(it->second);
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Ensemble>> Ensemble::Create(
     std::vector<EnsembleMember> members, const VoteOptions& vote, const PromptTemplate& tmpl,
-    std::map<std::string, std::shared_ptr<Engine>> engines) {
+    std::vector<std::shared_ptr<ModelBackend>> backends) {
   if (members.empty()) return absl::InvalidArgumentError("an ensemble needs at least one member");
+  if (backends.size() != members.size()) {
+    return absl::InvalidArgumentError("an ensemble needs one backend per member");
+  }
   std::unique_ptr<Ensemble> e(new Ensemble());
-  for (const auto& m : members) {
+  for (size_t i = 0; i < members.size(); ++i) {
+    const auto& m = members[i];
     if (!(m.weight > 0)) {
       return absl::InvalidArgumentError(absl::StrCat("member ", m.name, ": weight must be > 0"));
     }
-    auto it = engines.find(m.model_path);
-    if (it == engines.end() || !it->second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("member ", m.name, ": no engine for ", m.model_path));
+    if (!backends[i]) {
+      return absl::InvalidArgumentError(absl::StrCat("member ", m.name, ": no backend"));
     }
-    e->member_engines_.push_back(it->second);
   }
+  e->member_backends_ = std::move(backends);
   e->members_ = std::move(members);
   e->vote_ = vote;
   e->tmpl_ = tmpl;
   return e;
 }
 
-std::vector<std::shared_ptr<Engine>> Ensemble::engines() const {
-  std::vector<std::shared_ptr<Engine>> out;
-  for (const auto& e : member_engines_) {
-    bool seen = false;
-    for (const auto& o : out) seen = seen || o == e;
-    if (!seen) out.push_back(e);
+std::vector<std::shared_ptr<ModelBackend>> Ensemble::backends() const {
+  std::vector<std::shared_ptr<ModelBackend>> out;
+  for (const auto& e : member_backends_) {
+    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   }
   return out;
 }
@@ -66,24 +95,13 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
                           ? BuildFullPrompt(tmpl_, job.question)
                           : BuildExpandPrompt(tmpl_, job.question, job.sketch, job.index);
   const PromptPart& part = job.whole_question ? tmpl_.full : tmpl_.expand;
-  // Tokenize per distinct engine (members on one file share the tokens).
-  std::vector<EngineRequest> requests(n);
-  std::map<const Engine*, std::vector<Token>> prompts;
+  std::vector<BackendRequest> requests(n);
   for (size_t i = 0; i < n; ++i) {
-    const Engine* eng = member_engines_[i].get();
-    if (!prompts.count(eng)) {
-      auto ids = EncodePrompt(tmpl_, eng->model(), built);
-      if (!ids.ok()) return ids.status();
-      const size_t limit = std::min<size_t>(job.max_prompt_tokens, std::max(1, eng->n_ctx() - 1));
-      if (ids->size() > limit) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "question: the prompt is ", ids->size(), " tokens on ", members_[i].name,
-            ", at most ", limit, " (limits.max_question_tokens or the model context)"));
-      }
-      prompts[eng] = *std::move(ids);
-    }
-    EngineRequest& r = requests[i];
-    r.prompt = prompts[eng];
+    BackendRequest& r = requests[i];
+    r.prompt = built;
+    r.chat = tmpl_.chat;
+    r.system = tmpl_.system;
+    r.max_prompt_tokens = job.max_prompt_tokens;
     r.options = job.options;
     r.options.stop.insert(r.options.stop.end(), part.stop.begin(), part.stop.end());
     if (members_[i].temperature) r.options.sampling.temperature = *members_[i].temperature;
@@ -99,7 +117,7 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
 
   // Called once per member (from an engine thread, or from here on a failed submit) and
   // once with i == n by the submitter; the last call votes.
-  auto finish_one = [this, g, job, n](size_t i, absl::StatusOr<GenerateResult> r) {
+  auto finish_one = [this, g, job, n](size_t i, absl::StatusOr<BackendResult> r) {
     {
       std::lock_guard<std::mutex> l(g->mu);
       if (i < n) g->results[i] = std::move(r);
@@ -119,14 +137,14 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
         if (first_error.ok()) first_error = res.status();
         continue;
       }
-      out.prompt_tokens += static_cast<int64_t>(res->prompt_tokens.size());
-      out.generated_tokens += static_cast<int64_t>(res->tokens.size());
+      out.prompt_tokens += res->prompt_tokens;
+      out.generated_tokens += res->generated_tokens;
       if (res->finish == FinishReason::kCancelled) continue;  // a cut-off candidate never wins
       ExpandCandidate c;
       c.member = members_[k].name;
       c.text = tmpl_.trim_expansion ? std::string(absl::StripAsciiWhitespace(res->text)) : res->text;
-      c.mean_logprob = res->MeanLogprob();
-      c.tokens = static_cast<int>(res->tokens.size());
+      c.mean_logprob = res->mean_logprob.value_or(std::nan(""));
+      c.tokens = static_cast<int>(res->generated_tokens);
       votes.push_back({c.text, c.mean_logprob, members_[k].weight});
       member_of.push_back(k);
       finish.push_back(res->finish);
@@ -138,6 +156,17 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
       else if (!first_error.ok()) g->done(first_error);
       else g->done(absl::CancelledError("every member was cancelled"));
       return;
+    }
+    // Unknown confidence (a remote without logprobs): the lowest known, else 0.
+    double lowest = 0;
+    bool any_known = false;
+    for (const auto& c : out.candidates) {
+      if (std::isnan(c.mean_logprob)) continue;
+      lowest = any_known ? std::min(lowest, c.mean_logprob) : c.mean_logprob;
+      any_known = true;
+    }
+    for (size_t k = 0; k < votes.size(); ++k) {
+      if (std::isnan(votes[k].mean_logprob)) votes[k].mean_logprob = out.candidates[k].mean_logprob = lowest;
     }
     VoteResult v = Vote(votes, vote_);
     for (size_t k = 0; k < out.candidates.size(); ++k) {
@@ -161,10 +190,10 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
   absl::Status first_error;
   std::vector<absl::Status> submit_errors(n);
   for (size_t i = 0; i < n; ++i) {
-    requests[i].on_done = [finish_one, i](absl::StatusOr<GenerateResult> r) {
+    requests[i].on_done = [finish_one, i](absl::StatusOr<BackendResult> r) {
       finish_one(i, std::move(r));
     };
-    submit_errors[i] = member_engines_[i]->Submit(std::move(requests[i]));
+    submit_errors[i] = member_backends_[i]->Submit(std::move(requests[i]));
     if (submit_errors[i].ok()) {
       ++submitted;
     } else if (first_error.ok()) {

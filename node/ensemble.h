@@ -1,10 +1,16 @@
 // An ensemble of 1..k models that each expand the same sketch point; the candidates are
-// scored and one is selected (node/voting.h). Members may share a GGUF file (different
-// seeds/temperatures): each distinct file is loaded into one Engine, and members on one
-// Engine decode in the same batch. The cloud uses a one-member ensemble for Expand.
+// scored and one is selected (node/voting.h). A member's model runs on a backend
+// (node/backend.h): a GGUF file on this node's engine, or a remote OpenAI-compatible
+// server. Members may share a GGUF file (different seeds/temperatures): each distinct
+// file is loaded into one Engine (CreateMemberBackends), and members on one Engine decode
+// in the same batch. The cloud uses a one-member ensemble for Expand.
 //
-// Thread safety: ExpandAsync may be called from any thread; `done` runs once, on an
-// engine worker thread (or on the caller's thread when nothing could be submitted).
+// A member whose backend returns no log-probabilities has an unknown confidence; it
+// counts as the lowest known confidence among the candidates (0 when none is known), so
+// it never wins on confidence alone and consensus still counts it fully.
+//
+// Thread safety: ExpandAsync may be called from any thread; `done` runs once, on a
+// backend thread (or on the caller's thread when nothing could be submitted).
 #ifndef PICE_NODE_ENSEMBLE_H_
 #define PICE_NODE_ENSEMBLE_H_
 
@@ -20,12 +26,15 @@
 #include "node/templates.h"
 #include "node/voting.h"
 #include "engine/engine.h"
+#include "node/backend.h"
+#include "node/openai_backend.h"
 
 namespace pice {
 
 struct EnsembleMember {
   std::string name;                    // reported as Candidate.model
-  std::string model_path;              // GGUF file
+  std::string model_path;              // GGUF file (unset when remote)
+  std::optional<RemoteModelOptions> remote;  // `backend: {kind: openai, ...}` instead
   std::optional<float> temperature;    // unset: the request's temperature
   std::optional<uint64_t> seed;        // unset: the request's seed + the member's index
   double weight = 1.0;                 // voting weight (> 0)
@@ -66,16 +75,22 @@ struct ExpandJob {
   std::shared_ptr<std::atomic<bool>> cancelled;  // may be null
 };
 
+// One backend per member: each distinct GGUF file loaded once into an Engine made from
+// `base` (model_path set per file), each remote member its own OpenAIBackend. Errors name
+// the member.
+absl::StatusOr<std::vector<std::shared_ptr<ModelBackend>>> CreateMemberBackends(
+    const std::vector<EnsembleMember>& members, const EngineOptions& base);
+
 class Ensemble {
  public:
-  // Uses `engines` (model path -> engine) for the members' files; every member's path
-  // must be in it. INVALID_ARGUMENT for no members or a bad weight.
+  // `backends[i]` runs member i (CreateMemberBackends). INVALID_ARGUMENT for no members,
+  // a missing backend or a bad weight.
   static absl::StatusOr<std::unique_ptr<Ensemble>> Create(
       std::vector<EnsembleMember> members, const VoteOptions& vote, const PromptTemplate& tmpl,
-      std::map<std::string, std::shared_ptr<Engine>> engines);
+      std::vector<std::shared_ptr<ModelBackend>> backends);
 
-  // REQUIRES: the engines are stopped (Engine::Stop) before the Ensemble is destroyed:
-  // their callbacks use it. Its owner does that (EdgeService, CloudService).
+  // REQUIRES: the backends are stopped (ModelBackend::Stop) before the Ensemble is
+  // destroyed: their callbacks use it. Its owner does that (EdgeService, CloudService).
   //
   // Submits every member's request before any runs to completion, and calls `done` with
   // the vote once all have finished. Returns an error (and never calls done) when no
@@ -87,15 +102,15 @@ class Ensemble {
   const std::vector<EnsembleMember>& members() const { return members_; }
   const VoteOptions& vote() const { return vote_; }
   const PromptTemplate& prompt_template() const { return tmpl_; }
-  // Distinct engines, in member order.
-  std::vector<std::shared_ptr<Engine>> engines() const;
+  // Distinct backends, in member order.
+  std::vector<std::shared_ptr<ModelBackend>> backends() const;
 
  private:
   Ensemble() = default;
   std::vector<EnsembleMember> members_;
   VoteOptions vote_;
   PromptTemplate tmpl_;
-  std::vector<std::shared_ptr<Engine>> member_engines_;  // per member
+  std::vector<std::shared_ptr<ModelBackend>> member_backends_;  // per member
 };
 
 }  // namespace pice

@@ -8,15 +8,6 @@
 
 namespace pice {
 
-absl::Status CheckPromptTokens(size_t n_tokens, const RequestLimits& limits, int n_ctx) {
-  const size_t limit = std::min<size_t>(limits.max_question_tokens, n_ctx > 1 ? n_ctx - 1 : 1);
-  if (n_tokens <= limit) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "question: the prompt is ", n_tokens, " tokens, at most ", limit,
-      " (limits.max_question_tokens = ", limits.max_question_tokens, ", model context ", n_ctx,
-      ")"));
-}
-
 absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
                                                 const RequestLimits& limits,
                                                 const PromptTemplate& tmpl) {

@@ -24,10 +24,6 @@ absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
                                                 const RequestLimits& limits,
                                                 const PromptTemplate& tmpl);
 
-// Checks the prompt's token count against limits.max_question_tokens and the engine's
-// context: INVALID_ARGUMENT "question: N tokens, at most M (...)".
-absl::Status CheckPromptTokens(size_t n_tokens, const RequestLimits& limits, int n_ctx);
-
 // Fills `resp`: text = the selected answer (the template's `answer`, e.g. "12+7=19"),
 // candidates = every member's raw expansion with its scores.
 void FillExpandResponse(const v1::ExpandRequest& req, const ExpandOutcome& out,

@@ -209,6 +209,12 @@ std::string FormatAnswer(const PromptTemplate& t, const std::string& question,
   return FillTemplate(t.answer, v);
 }
 
+std::string PlainPromptText(const BuiltPrompt& prompt, const std::vector<ChatMessage>& history) {
+  std::string text;
+  for (const ChatMessage& m : history) absl::StrAppend(&text, m.role, ": ", m.content, "\n");
+  return text + prompt.user + prompt.response_prefix;
+}
+
 absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const Model& model,
                                                 const BuiltPrompt& prompt,
                                                 const std::vector<ChatMessage>& history) {
@@ -219,10 +225,7 @@ absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const M
     ids.insert(ids.end(), part.begin(), part.end());
   };
   if (!t.chat) {
-    // Plain text throughout: earlier turns as "role: content" lines before the prompt.
-    std::string text;
-    for (const ChatMessage& m : history) absl::StrAppend(&text, m.role, ": ", m.content, "\n");
-    ids = tok.Encode(text + prompt.user + prompt.response_prefix, /*add_special=*/true,
+    ids = tok.Encode(PlainPromptText(prompt, history), /*add_special=*/true,
                      /*parse_special=*/false);
   } else {
     // Caller-supplied text (earlier turns, the question, sketch points) is tokenized as

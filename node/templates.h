@@ -76,6 +76,11 @@ std::string FormatAnswer(const PromptTemplate& t, const std::string& question,
 // turn, the response prefix) is tokenized as plain text: only the template's markup may
 // become control tokens. Plain templates put the history first as "role: content" lines.
 // INVALID_ARGUMENT when the result is empty.
+// The text a plain (non-chat) template gives the model: earlier turns as "role: content"
+// lines, the prompt, the response prefix. EncodePrompt tokenizes exactly this; a remote
+// backend sends it as /completions' prompt.
+std::string PlainPromptText(const BuiltPrompt& prompt, const std::vector<ChatMessage>& history);
+
 absl::StatusOr<std::vector<Token>> EncodePrompt(const PromptTemplate& t, const Model& model,
                                                 const BuiltPrompt& prompt,
                                                 const std::vector<ChatMessage>& history = {});

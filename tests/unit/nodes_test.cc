@@ -269,11 +269,11 @@ TEST_F(NodesTest, CancelledCallsEndAndFreeTheEngine) {
     grpc::Status s = reader->Finish();
     EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::CANCELLED) << s.error_message();
   }
-  for (int i = 0; i < 100 && cloud_->engine().stats().active > 0; ++i) {
+  for (int i = 0; i < 100 && cloud_->backend().Stats().active > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(cloud_->engine().stats().active, 0);
-  EXPECT_EQ(cloud_->engine().stats().queued, 0);
+  EXPECT_EQ(cloud_->backend().Stats().active, 0);
+  EXPECT_EQ(cloud_->backend().Stats().queued, 0);
 }
 
 TEST_F(NodesTest, HealthIsServing) {
