@@ -142,7 +142,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (path == "/v1/models") {
       if (req.method() != http::verb::get) return SendError(MethodNotAllowed());
-      return SendJson(200, openai::ModelsJson(Now()));
+      return SendJson(200, openai::ModelsJson(Now(), server_->service()->registry()->CloudModels()));
     }
     if (path == "/v1/chat/completions" || path == "/v1/completions") {
       if (req.method() != http::verb::post) return SendError(MethodNotAllowed());
@@ -186,7 +186,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void StartQuery(openai::Endpoint endpoint, const http::request<http::string_body>& req) {
     openai::Error error;
-    auto parsed = openai::ParseRequest(endpoint, req.body(), &error);
+    auto parsed = openai::ParseRequest(endpoint, req.body(), &error,
+                                       server_->service()->registry()->CloudModels());
     if (!parsed) return SendError(error);
     stream_mode_ = parsed->stream;
     include_usage_ = parsed->include_usage;
@@ -194,7 +195,8 @@ class Session : public std::enable_shared_from_this<Session> {
     query_id_ = server->Begin();
     const std::string id = absl::StrCat(
         endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-", query_id_);
-    response_.emplace(endpoint, id, parsed->model, Now(), &server_->service()->options());
+    response_.emplace(endpoint, id, parsed->model, Now(), &server_->service()->options(),
+                      parsed->logprobs);
     std::weak_ptr<Session> weak = shared_from_this();
     auto strand = stream_.get_executor();
     std::function<void()> cancel;

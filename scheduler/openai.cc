@@ -88,7 +88,8 @@ Error FromStatus(const grpc::Status& s, int retry_after_ms) {
   return e;
 }
 
-std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, Error* error) {
+std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, Error* error,
+                                    const std::vector<std::string>& raw_models) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     *error = Bad("", "the request body is not valid JSON (or not valid UTF-8)");
@@ -109,9 +110,13 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
     r.query.set_route(v1::ROUTE_SKETCH);
   } else if (r.model == "pice-cloud") {
     r.query.set_route(v1::ROUTE_CLOUD);
+  } else if (std::find(raw_models.begin(), raw_models.end(), r.model) != raw_models.end()) {
+    r.query.set_model(r.model);
+    r.query.set_format(endpoint == Endpoint::kChat ? v1::PROMPT_RAW_CHAT : v1::PROMPT_RAW_TEXT);
   } else if (r.model != "pice-auto") {
-    Error e = Bad("model", absl::StrCat("the model '", r.model,
-                                        "' does not exist (pice-auto, pice-sketch, pice-cloud)"));
+    std::string known = "pice-auto, pice-sketch, pice-cloud";
+    for (const std::string& m : raw_models) absl::StrAppend(&known, ", ", m);
+    Error e = Bad("model", absl::StrCat("the model '", r.model, "' does not exist (", known, ")"));
     e.status = 404;
     e.code = "model_not_found";
     *error = e;
@@ -208,6 +213,18 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
     r.include_usage = j["stream_options"]["include_usage"].is_boolean() &&
                       j["stream_options"]["include_usage"].get<bool>();
   }
+  if (j.contains("logprobs") && !j["logprobs"].is_null()) {
+    const json& lp = j["logprobs"];
+    if (endpoint == Endpoint::kChat) {
+      if (!lp.is_boolean()) return fail("logprobs", "logprobs: a boolean is required");
+      r.logprobs = lp.get<bool>();
+    } else {
+      if (!lp.is_number_integer() || lp.get<int64_t>() < 0 || lp.get<int64_t>() > 20) {
+        return fail("logprobs", "logprobs: an integer in [0, 20] is required");
+      }
+      r.logprobs = lp.get<int64_t>() > 0;
+    }
+  }
   if (j.contains("pice") && j["pice"].is_object() && j["pice"].contains("route")) {
     const json& route = j["pice"]["route"];
     const std::string name = route.is_string() ? route.get<std::string>() : "";
@@ -219,29 +236,43 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
   return r;
 }
 
-json ModelsJson(int64_t created) {
+json ModelsJson(int64_t created, const std::vector<std::string>& raw_models) {
   json data = json::array();
   for (const char* m : kModels) {
     data.push_back({{"id", m}, {"object", "model"}, {"created", created}, {"owned_by", "pice"}});
+  }
+  for (const std::string& m : raw_models) {
+    data.push_back({{"id", m}, {"object", "model"}, {"created", created}, {"owned_by", "pice-cloud"}});
   }
   return json{{"object", "list"}, {"data", data}};
 }
 
 Response::Response(Endpoint endpoint, std::string id, std::string model, int64_t created,
-                   const SchedulerOptions* options)
+                   const SchedulerOptions* options, bool logprobs)
     : endpoint_(endpoint), id_(std::move(id)), model_(std::move(model)), created_(created),
-      options_(options) {}
+      options_(options), logprobs_(logprobs) {}
 
-json Response::Chunk(json delta_or_text, const char* finish) const {
+json Response::LogprobsJson(const std::vector<float>& logprobs) const {
+  if (endpoint_ == Endpoint::kChat) {
+    json content = json::array();
+    for (float v : logprobs) content.push_back({{"logprob", v}});
+    return json{{"content", std::move(content)}};
+  }
+  return json{{"token_logprobs", logprobs}};
+}
+
+json Response::Chunk(json delta_or_text, const char* finish,
+                     const std::vector<float>* logprobs) const {
   json choice = {{"index", 0}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
+  json lp = logprobs && logprobs_ ? LogprobsJson(*logprobs) : json(nullptr);
   if (endpoint_ == Endpoint::kChat) {
     choice["delta"] = std::move(delta_or_text);
-    choice["logprobs"] = nullptr;
+    choice["logprobs"] = std::move(lp);
     return json{{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_},
                 {"model", model_}, {"choices", json::array({choice})}};
   }
   choice["text"] = std::move(delta_or_text);
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = std::move(lp);
   return json{{"id", id_}, {"object", "text_completion"}, {"created", created_},
               {"model", model_}, {"choices", json::array({choice})}};
 }
@@ -254,7 +285,8 @@ std::string Response::NextText() {
 
 std::vector<json> Response::Chunks(const v1::QueryEvent& ev) {
   std::vector<json> out;
-  auto content = [&](const std::string& text, json pice) {
+  auto content = [&](const std::string& text, json pice,
+                     const std::vector<float>* logprobs = nullptr) {
     json delta = json::object();
     if (endpoint_ == Endpoint::kChat && !role_sent_) {
       delta["role"] = "assistant";
@@ -262,7 +294,7 @@ std::vector<json> Response::Chunks(const v1::QueryEvent& ev) {
     }
     if (!text.empty()) delta["content"] = text;
     sent_ += text;
-    json c = Chunk(endpoint_ == Endpoint::kChat ? delta : json(text), nullptr);
+    json c = Chunk(endpoint_ == Endpoint::kChat ? delta : json(text), nullptr, logprobs);
     if (!pice.is_null()) c["pice"] = std::move(pice);
     out.push_back(std::move(c));
   };
@@ -296,7 +328,9 @@ std::vector<json> Response::Chunks(const v1::QueryEvent& ev) {
     pice_["expansions"].push_back(e);
     content(NextText(), {{"expansion", e}});
   } else if (ev.has_delta()) {
-    content(ev.delta().text(), nullptr);
+    const std::vector<float> lp(ev.delta().logprobs().begin(), ev.delta().logprobs().end());
+    all_logprobs_.insert(all_logprobs_.end(), lp.begin(), lp.end());
+    content(ev.delta().text(), nullptr, &lp);
   } else if (ev.has_answer()) {
     const v1::AnswerEvent& a = ev.answer();
     answer_ = a.text();
@@ -334,7 +368,8 @@ json Response::Whole() const {
   json usage = {{"prompt_tokens", prompt_tokens_},
                 {"completion_tokens", completion_tokens_},
                 {"total_tokens", prompt_tokens_ + completion_tokens_}};
-  json choice = {{"index", 0}, {"finish_reason", finish_}, {"logprobs", nullptr}};
+  json choice = {{"index", 0}, {"finish_reason", finish_},
+                 {"logprobs", logprobs_ ? LogprobsJson(all_logprobs_) : json(nullptr)}};
   if (endpoint_ == Endpoint::kChat) {
     choice["message"] = {{"role", "assistant"}, {"content", answer_}};
     return json{{"id", id_}, {"object", "chat.completion"}, {"created", created_},

@@ -8,7 +8,13 @@
 // (completions) -> prompt; `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed`,
 // `stop` (a string or a list) -> params; `n` must be 1; `user` is accepted and not used
 // (it is not an identity: limits count per API key or peer); `model`: pice-auto / pice-sketch / pice-cloud pick the route hint, as
-// does the extension `pice: {route: "auto"|"sketch"|"cloud"}`; unknown fields are ignored.
+// does the extension `pice: {route: "auto"|"sketch"|"cloud"}`; the name of one of the
+// cloud's models (its Load) asks for a raw completion on that model, as llama-server and
+// vLLM serve it: /v1/completions' prompt as is, /v1/chat/completions' messages with the
+// model's own chat template, no sketch and no PICE template (what a pice-cloud whose
+// backend is this stack needs). `logprobs` (completions: a count; chat: true) adds the
+// tokens' log-probabilities where the cloud streams them (token strings are not
+// included: `token_logprobs` / `content[].logprob` only). Unknown fields are ignored.
 // Answers: the answer text in sketch order as ordinary `content`, and an extension object
 // `pice` (route, sketch points, expansions with node, agreement, escalated) that plain
 // clients ignore.
@@ -51,19 +57,21 @@ struct Request {
   std::string model;       // as the client named it
   bool stream = false;
   bool include_usage = false;
+  bool logprobs = false;
 };
-// Parses a request body. Errors are 400 naming the parameter (`messages[1].content`),
-// 404 for an unknown model.
-std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, Error* error);
+// Parses a request body. `raw_models`: the cloud's models (raw completions). Errors are
+// 400 naming the parameter (`messages[1].content`), 404 for an unknown model.
+std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, Error* error,
+                                    const std::vector<std::string>& raw_models = {});
 
-// GET /v1/models.
-nlohmann::json ModelsJson(int64_t created);
+// GET /v1/models: the route aliases, then the cloud's models.
+nlohmann::json ModelsJson(int64_t created, const std::vector<std::string>& raw_models = {});
 
 // Builds the response of one query from its events, as they arrive. Not thread-safe.
 class Response {
  public:
   Response(Endpoint endpoint, std::string id, std::string model, int64_t created,
-           const SchedulerOptions* options);
+           const SchedulerOptions* options, bool logprobs = false);
 
   // For a streamed answer: the `data:` payloads (JSON) this event adds, in order.
   std::vector<nlohmann::json> Chunks(const v1::QueryEvent& ev);
@@ -73,7 +81,9 @@ class Response {
   nlohmann::json Whole() const;
 
  private:
-  nlohmann::json Chunk(nlohmann::json delta_or_text, const char* finish) const;
+  nlohmann::json Chunk(nlohmann::json delta_or_text, const char* finish,
+                       const std::vector<float>* logprobs = nullptr) const;
+  nlohmann::json LogprobsJson(const std::vector<float>& logprobs) const;
   // Text of the answer in sketch order that is ready and not sent yet.
   std::string NextText();
 
@@ -89,6 +99,8 @@ class Response {
   std::string answer_;      // the final text
   std::string finish_ = "stop";
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0;
+  bool logprobs_ = false;
+  std::vector<float> all_logprobs_;  // for Whole()
   nlohmann::json pice_ = nlohmann::json::object();
 };
 

@@ -17,6 +17,17 @@ absl::Status ValidateQuery(const v1::QueryRequest& r, const SchedulerOptions& o)
       !s.ok()) {
     return s;
   }
+  if (!v1::PromptFormat_IsValid(r.format())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format: unknown value ", static_cast<int>(r.format())));
+  }
+  if (r.model().empty() && r.format() != v1::PROMPT_TEMPLATE) {
+    return absl::InvalidArgumentError("format: a raw format needs `model` (a cloud model's name)");
+  }
+  if (r.format() == v1::PROMPT_RAW_TEXT && r.history_size() > 0) {
+    return absl::InvalidArgumentError(
+        "history: not allowed with format PROMPT_RAW_TEXT (use PROMPT_RAW_CHAT)");
+  }
   if (!v1::Route_IsValid(r.route())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "route: unknown value ", static_cast<int>(r.route()),
@@ -74,7 +85,8 @@ CallOutcome QueryRun::Outcome(const grpc::Status& s) const {
 }
 
 bool QueryRun::DegradedAllowed() const {
-  return options_->degraded_enabled && registry_->edge_count() > 0;
+  // A raw completion names the cloud's model: the edges cannot stand in for it.
+  return options_->degraded_enabled && registry_->edge_count() > 0 && request_.model().empty();
 }
 
 std::unique_ptr<grpc::ClientContext> QueryRun::NewContext() {

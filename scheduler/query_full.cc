@@ -30,6 +30,11 @@ void QueryRun::StartFull(const std::string& reason, bool announce) {
     call->req.set_request_id(request_.request_id());
     call->req.set_question(request_.prompt());
     *call->req.mutable_history() = request_.history();
+    if (!request_.model().empty()) {
+      call->req.set_format(request_.format() != v1::PROMPT_TEMPLATE ? request_.format()
+                           : request_.history_size() > 0          ? v1::PROMPT_RAW_CHAT
+                                                                   : v1::PROMPT_RAW_TEXT);
+    }
     // max_tokens 0 stays 0: the cloud applies its template's full.max_tokens.
     *call->req.mutable_params() = request_.params();
     auto self = shared_from_this();

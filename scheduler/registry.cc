@@ -339,6 +339,11 @@ bool NodeRegistry::CloudHealthy() const {
   return HealthyLocked(cloud_health_, absl::Now());
 }
 
+std::vector<std::string> NodeRegistry::CloudModels() const {
+  absl::MutexLock lock(&mu_);
+  return {cloud_load_.models().begin(), cloud_load_.models().end()};
+}
+
 NodeHealth NodeRegistry::CloudHealth() const {
   absl::MutexLock lock(&mu_);
   return cloud_health_;

@@ -111,6 +111,8 @@ class NodeRegistry {
   void RecordCloudRate(int64_t generated, double seconds);
   bool CloudHealthy() const;
   NodeHealth CloudHealth() const;
+  // The cloud's models as its last Load named them (QueryRequest.model, /v1/models).
+  std::vector<std::string> CloudModels() const;
 
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/reactors.h"
 #include "common/status.h"
 #include "scheduler/http_server.h"
@@ -95,13 +96,29 @@ grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
   req.set_request_id(RequestIdOr(req.request_id()));
 
   QueryFacts facts;
+  if (!req.model().empty()) {
+    const std::vector<std::string> models = registry_->CloudModels();
+    if (std::find(models.begin(), models.end(), req.model()) == models.end()) {
+      Done(client, -1);
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("model: the cloud serves no model \"", req.model(), "\" (",
+                                       models.empty() ? "it has not answered Load yet"
+                                                      : absl::StrJoin(models, ", "),
+                                       ")"));
+    }
+    req.set_route(v1::ROUTE_CLOUD);  // a raw completion is the cloud model's alone
+  }
   facts.prompt = req.prompt();
   facts.category = req.category();
   facts.hint = req.route() == v1::ROUTE_CLOUD    ? RouteChoice::kCloud
                : req.route() == v1::ROUTE_SKETCH ? RouteChoice::kSketch
                                                  : RouteChoice::kAuto;
   facts.max_points = req.max_points();
-  const Decision decision = Decide(options_.policy, facts, registry_->Live());
+  Decision decision = Decide(options_.policy, facts, registry_->Live());
+  if (!req.model().empty()) {
+    decision.route = RouteChoice::kCloud;
+    decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");
+  }
   spdlog::info("query {}: {}", req.request_id(), decision.reason);
 
   deadline = std::min(deadline, std::chrono::system_clock::now() +

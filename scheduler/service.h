@@ -51,6 +51,7 @@ class PiceService final : public v1::Pice::CallbackService {
   // Queries admitted and not finished yet.
   int in_flight() const { return in_flight_.load(); }
   const SchedulerOptions& options() const { return options_; }
+  NodeRegistry* registry() const { return registry_; }
   // The client a query counts against, the same for every front door: "key:<api key>"
   // when one is given, else "peer:<host address>" (no port).
   static std::string ClientKey(std::string_view api_key, std::string_view peer_host);
