@@ -184,18 +184,21 @@ class OpenAIBackend::Impl {
 
   class Call;
 
-  // Called by a call once, when it has delivered on_done.
-  void Ended(double seconds, int64_t tokens, bool had_logprobs, bool answered) {
+  // A call's answer, before its on_done (so Load's notes know it by then).
+  void Answered(double seconds, int64_t tokens, bool had_logprobs) {
     std::lock_guard<std::mutex> l(mu_);
-    --live_;
-    if (answered) {
-      ++answers_;
-      if (had_logprobs) ++answers_with_logprobs_;
-      if (seconds > 0 && tokens > 0) {
-        const double rate = tokens / seconds;
-        tokens_per_s_ = tokens_per_s_ == 0 ? rate : 0.9 * tokens_per_s_ + 0.1 * rate;
-      }
+    ++answers_;
+    if (had_logprobs) ++answers_with_logprobs_;
+    if (seconds > 0 && tokens > 0) {
+      const double rate = tokens / seconds;
+      tokens_per_s_ = tokens_per_s_ == 0 ? rate : 0.9 * tokens_per_s_ + 0.1 * rate;
     }
+  }
+  // Called by a call once, after its on_done returned.
+  void Ended(const std::shared_ptr<Call>& call) {
+    std::lock_guard<std::mutex> l(mu_);
+    calls_.erase(call);
+    --live_;
     cv_.notify_all();
   }
 
@@ -595,15 +598,9 @@ class OpenAIBackend::Impl::Call : public std::enable_shared_from_this<Call> {
     timer_.cancel();
     resolver_.cancel();
     CloseStream();
-    const bool answered = r.ok();
-    const int64_t tokens = r.ok() ? r->generated_tokens : 0;
+    if (r.ok()) b_->Answered(Now() - start_, r->generated_tokens, logprob_count_ > 0);
     if (r_.on_done) r_.on_done(std::move(r));
-    auto self = shared_from_this();
-    {
-      std::lock_guard<std::mutex> l(b_->mu_);
-      b_->calls_.erase(self);
-    }
-    b_->Ended(Now() - start_, tokens, logprob_count_ > 0, answered);
+    b_->Ended(shared_from_this());
   }
 
   Impl* b_;
