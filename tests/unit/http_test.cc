@@ -75,6 +75,7 @@ class Cloud final : public v1::Cloud::Service {
     for (const char* t : {"full ", "answer"}) {
       v1::GenerateEvent ev;
       ev.mutable_delta()->set_text(t);
+      ev.mutable_delta()->add_logprobs(-0.25f);
       w->Write(ev);
       while (hold && !ctx->IsCancelled()) std::this_thread::sleep_for(milliseconds(2));
       if (ctx->IsCancelled()) {
@@ -82,6 +83,13 @@ class Cloud final : public v1::Cloud::Service {
         return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       }
     }
+    return grpc::Status::OK;
+  }
+  grpc::Status Load(grpc::ServerContext*, const v1::LoadRequest*, v1::LoadResponse* r) override {
+    r->set_node("cloud");
+    r->add_models("big-model");
+    r->set_max_slots(4);
+    r->set_free_slots(4);
     return grpc::Status::OK;
   }
 };
@@ -200,8 +208,9 @@ TEST_F(HttpTest, ModelsAndHealth) {
   Reply m = Call(port_, "GET", "/v1/models");
   ASSERT_EQ(m.status, 200) << m.body;
   json j = json::parse(m.body);
-  ASSERT_EQ(j["data"].size(), 3u);
+  ASSERT_EQ(j["data"].size(), 4u);
   EXPECT_EQ(j["data"][1]["id"], "pice-sketch");
+  EXPECT_EQ(j["data"][3]["id"], "big-model");  // the cloud's model: raw completions
   EXPECT_EQ(Call(port_, "GET", "/health").status, 200);
   sched_->service()->SetDraining();
   EXPECT_EQ(Call(port_, "GET", "/health").status, 503);
@@ -254,6 +263,62 @@ TEST_F(HttpTest, ChatAndCompletionsWholeAndStreamedAgree) {
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["choices"][0]["text"], "full answer");
   EXPECT_EQ(c["pice"]["route"], "cloud");
+}
+
+// The cloud's own model by name: a raw completion (no sketch, no template), as
+// llama-server serves it; logprobs when asked. What a pice-cloud with this stack as its
+// backend relies on.
+TEST_F(HttpTest, TheCloudModelByNameIsARawCompletionWithLogprobs) {
+  Start();
+  Reply comp = Call(port_, "POST", "/v1/completions",
+                    R"({"model": "big-model", "prompt": "Q: x\nS:", "logprobs": 1, "max_tokens": 9})");
+  ASSERT_EQ(comp.status, 200) << comp.body;
+  json c = json::parse(comp.body);
+  EXPECT_EQ(c["choices"][0]["text"], "full answer");
+  EXPECT_EQ(c["choices"][0]["logprobs"]["token_logprobs"], json::array({-0.25, -0.25}));
+  EXPECT_EQ(c["pice"]["route"], "cloud");
+  {
+    std::lock_guard<std::mutex> l(cloud_.mu);
+    EXPECT_EQ(cloud_.last_generate.format(), v1::PROMPT_RAW_TEXT);
+    EXPECT_EQ(cloud_.last_generate.question(), "Q: x\nS:");
+    EXPECT_EQ(cloud_.last_generate.params().max_tokens(), 9);
+  }
+  Reply chat = Call(port_, "POST", "/v1/chat/completions",
+                    R"({"model": "big-model", "stream": true, "logprobs": true, "messages": [)"
+                    R"({"role": "system", "content": "s"}, {"role": "user", "content": "u"}]})");
+  ASSERT_EQ(chat.status, 200) << chat.body;
+  int with_logprobs = 0;
+  for (const std::string& e : Events(chat.body)) {
+    if (e == "[DONE]") continue;
+    json j = json::parse(e);
+    if (!j["choices"].empty() && j["choices"][0]["logprobs"].is_object()) {
+      EXPECT_EQ(j["choices"][0]["logprobs"]["content"][0]["logprob"], -0.25);
+      ++with_logprobs;
+    }
+  }
+  EXPECT_EQ(with_logprobs, 2);
+  {
+    std::lock_guard<std::mutex> l(cloud_.mu);
+    EXPECT_EQ(cloud_.last_generate.format(), v1::PROMPT_RAW_CHAT);
+    ASSERT_EQ(cloud_.last_generate.history_size(), 1);
+    EXPECT_EQ(cloud_.last_generate.history(0).role(), "system");
+  }
+  Reply unknown = Call(port_, "POST", "/v1/completions", R"({"model": "nope", "prompt": "x"})");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("big-model"), std::string::npos) << unknown.body;
+  // gRPC: a model the cloud does not serve is NOT_FOUND; a raw format needs a model.
+  v1::QueryRequest q;
+  q.set_prompt("x");
+  q.set_model("nope");
+  grpc::Status s = sched_->service()->Start("k", q, std::chrono::system_clock::now() + std::chrono::seconds(5),
+                                            [](v1::QueryEvent) {}, [](grpc::Status) {}, nullptr, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  q.clear_model();
+  q.set_format(v1::PROMPT_RAW_TEXT);
+  s = sched_->service()->Start("k", q, std::chrono::system_clock::now() + std::chrono::seconds(5),
+                               [](v1::QueryEvent) {}, [](grpc::Status) {}, nullptr, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("format"), std::string::npos);
 }
 
 // A conversation: the last user message is the question, the earlier turns reach the
@@ -362,6 +427,52 @@ TEST_F(HttpTest, ManyHeldConnectionsDoNotStarveANewOne) {
   Reply q = Call(port_, "POST", "/v1/chat/completions", Chat("pice-sketch"));
   EXPECT_EQ(q.status, 200) << q.body;
   for (int fd : held) close(fd);
+}
+
+// 256 streaming answers in flight at once (each has its first content and waits for the
+// rest) while a new client is still served at once: the event loop holds connections,
+// not threads.
+TEST_F(HttpTest, TwoHundredFiftySixStreamingQueriesHeldWhileANewOneIsServed) {
+  Start("limits: {max_concurrent_queries: 300, max_queries_per_client: 0}\n");
+  cloud_.hold = true;
+  const std::string body = Chat("pice-cloud", R"(, "stream": true)");
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::vector<int> held;
+  for (int i = 0; i < 256; ++i) {
+    const int fd = Connect(port_);
+    ASSERT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), ssize_t(req.size()));
+    held.push_back(fd);
+  }
+  // Every stream has started: its first content ("full ") arrived.
+  for (int fd : held) {
+    std::string got;
+    char buf[4096];
+    while (got.find("full ") == std::string::npos) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(n, 0);
+      got.append(buf, size_t(n));
+    }
+  }
+  EXPECT_EQ(sched_->service()->in_flight(), 256);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Call(port_, "GET", "/v1/models").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  cloud_.hold = false;
+  Reply q = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"));
+  EXPECT_EQ(q.status, 200) << q.body;
+  // The held streams end with [DONE].
+  int done = 0;
+  for (int fd : held) {
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; got.find("[DONE]") == std::string::npos && (n = recv(fd, buf, sizeof buf, 0)) > 0;) {
+      got.append(buf, size_t(n));
+    }
+    done += got.find("[DONE]") != std::string::npos;
+    close(fd);
+  }
+  EXPECT_EQ(done, 256);
 }
 
 TEST_F(HttpTest, AtTheLimitA429CarriesRetryAfter) {
