@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <string>
@@ -23,6 +24,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cloud/cloud_config.h"
+#include "edge/edge_config.h"
 #include "node/openai_backend.h"
 #include "nlohmann/json.hpp"
 
@@ -415,6 +418,33 @@ TEST(OpenAIBackendTest, ConfigErrorsNameTheKey) {
   auto b = OpenAIBackend::Create(o);
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(b.status().message().find("PICE_TEST_SURELY_UNSET_KEY"), std::string::npos);
+}
+
+// The examples in deploy/remote/ parse (the GPU servers they name are not contacted).
+TEST(OpenAIBackendTest, DeployExamplesParse) {
+  const std::string dir = std::string(PICE_SOURCE_DIR) + "/deploy/remote/";
+  for (const char* f : {"cloud-vllm.yaml", "cloud-llama-server.yaml", "cloud-ollama.yaml"}) {
+    setenv("VLLM_API_KEY", "x", 1);
+    auto o = LoadCloudOptions(dir + f);
+    ASSERT_TRUE(o.ok()) << f << ": " << o.status();
+    ASSERT_TRUE(o->remote.has_value()) << f;
+    EXPECT_FALSE(o->remote->model.empty());
+  }
+  // The mixed edge names a model to download: stand the bundled one in for it.
+  std::ifstream in(dir + "edge-mixed.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string wanted = "../../models/qwen2.5-0.5b-instruct-q8_0.gguf";
+  for (size_t at; (at = yaml.find(wanted)) != std::string::npos;) {
+    yaml.replace(at, wanted.size(), std::string(PICE_SOURCE_DIR) + "/models/pice-arith/arith-edge-a.gguf");
+  }
+  auto root = ConfigNode::LoadString(yaml, "edge-mixed.yaml", dir);
+  ASSERT_TRUE(root.ok()) << root.status();
+  auto e = ParseEdgeOptions(*root);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->members.size(), 3u);
+  EXPECT_FALSE(e->members[0].remote.has_value());
+  ASSERT_TRUE(e->members[2].remote.has_value());
+  EXPECT_EQ(e->members[2].remote->base_url, "http://edge-gpu:8000/v1");
 }
 
 }  // namespace
