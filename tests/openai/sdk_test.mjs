@@ -38,10 +38,24 @@ const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 });
 const question = 'Q: add twelve and seven; multiply 23 by 4; subtract nine from 40';
 const answer = '12+7=19. 23*4=92. 40-9=31.';
 try {
-  await check('models.list names the route models', async () => {
+  await check('models.list names the route models, then the cloud model', async () => {
     const ids = [];
     for await (const m of client.models.list()) ids.push(m.id);
-    expect(JSON.stringify(ids) === JSON.stringify(['pice-auto', 'pice-sketch', 'pice-cloud']), ids);
+    expect(JSON.stringify(ids) === JSON.stringify(['pice-auto', 'pice-sketch', 'pice-cloud', 'arith-cloud']), ids);
+  });
+  await check('the cloud model by name streams a raw completion with logprobs', async () => {
+    const stream = await client.completions.create({
+      model: 'arith-cloud', prompt: 'P: 23*4=', max_tokens: 8, temperature: 0, logprobs: 1,
+      stream: true });
+    let text = '', lps = [];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        text += c.text ?? '';
+        if (c.logprobs?.token_logprobs) lps.push(...c.logprobs.token_logprobs);
+      }
+    }
+    expect(text === '92', text);
+    expect(lps.length === 2 && lps.every((v) => v <= 0), JSON.stringify(lps));
   });
   await check('chat.completions.create answers through the sketch route', async () => {
     const r = await client.chat.completions.create({
