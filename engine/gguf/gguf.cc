@@ -148,30 +148,55 @@ const char* ValueTypeName(ValueType t) {
 
 }  // namespace
 
-std::string GgmlTypeName(uint32_t type) {
-  switch (type) {
-    case 0: return "f32";
-    case 1: return "f16";
-    case 2: return "q4_0";
-    case 8: return "q8_0";
-    default: return absl::StrCat("type", type);
+namespace {
+struct TypeInfo {
+  uint32_t id;
+  const char* name;
+  int64_t block;  // elements per block
+  int64_t bytes;  // bytes per block
+  bool supported;
+};
+// ggml's numbering (ggml.h); the unsupported ones are named for clearer errors.
+constexpr TypeInfo kTypes[] = {
+    {0, "f32", 1, 4, true},       {1, "f16", 1, 2, true},       {2, "q4_0", 32, 18, true},
+    {3, "q4_1", 32, 20, true},    {6, "q5_0", 32, 22, true},    {7, "q5_1", 32, 24, true},
+    {8, "q8_0", 32, 34, true},    {9, "q8_1", 32, 36, false},   {10, "q2_K", 256, 84, false},
+    {11, "q3_K", 256, 110, false}, {12, "q4_K", 256, 144, true}, {13, "q5_K", 256, 176, true},
+    {14, "q6_K", 256, 210, true}, {15, "q8_K", 256, 292, false}, {16, "iq2_xxs", 256, 66, false},
+    {17, "iq2_xs", 256, 74, false}, {18, "iq3_xxs", 256, 98, false}, {19, "iq1_s", 256, 50, false},
+    {20, "iq4_nl", 32, 18, false}, {21, "iq3_s", 256, 110, false}, {22, "iq2_s", 256, 82, false},
+    {23, "iq4_xs", 256, 136, false}, {29, "iq1_m", 256, 56, false}, {30, "bf16", 1, 2, true},
+};
+const TypeInfo* FindType(uint32_t id) {
+  for (const TypeInfo& t : kTypes) {
+    if (t.id == id) return &t;
   }
+  return nullptr;
+}
+}  // namespace
+
+std::string GgmlTypeName(uint32_t type) {
+  const TypeInfo* t = FindType(type);
+  return t ? t->name : absl::StrCat("type", type);
 }
 
-bool IsSupportedType(uint32_t type) { return type == 0 || type == 1 || type == 2 || type == 8; }
+bool IsSupportedType(uint32_t type) {
+  const TypeInfo* t = FindType(type);
+  return t && t->supported;
+}
+
+const char* SupportedTypeNames() {
+  return "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K";
+}
 
 int64_t BlockSize(GgmlType type) {
-  return (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0) ? 32 : 1;
+  const TypeInfo* t = FindType(static_cast<uint32_t>(type));
+  return t ? t->block : 1;
 }
 
 int64_t TypeSize(GgmlType type) {
-  switch (type) {
-    case GgmlType::kF32: return 4;
-    case GgmlType::kF16: return 2;
-    case GgmlType::kQ4_0: return 18;
-    case GgmlType::kQ8_0: return 34;
-  }
-  return 0;
+  const TypeInfo* t = FindType(static_cast<uint32_t>(type));
+  return t ? t->bytes : 0;
 }
 
 int64_t RowBytes(GgmlType type, int64_t n) { return n / BlockSize(type) * TypeSize(type); }
@@ -289,7 +314,7 @@ absl::Status GgufFile::ParseImpl() {
     if (!IsSupportedType(type)) {
       return Error(absl::StatusCode::kUnimplemented,
                    absl::StrCat("tensor '", ti.name, "' has type ", GgmlTypeName(type),
-                                "; supported: f32, f16, q4_0, q8_0"));
+                                "; supported: ", SupportedTypeNames()));
     }
     ti.type = static_cast<GgmlType>(type);
     if (ti.ne[0] % BlockSize(ti.type) != 0) {

@@ -27,14 +27,24 @@ enum class GgmlType : uint32_t {
   kF32 = 0,
   kF16 = 1,
   kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
   kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
+  kBF16 = 30,
 };
 
-// Returns "f32", "f16", "q4_0", "q8_0" or "type<N>".
+// Returns ggml's name ("f32", "q4_K", "bf16"...) or "type<N>".
 std::string GgmlTypeName(uint32_t type);
 // True for the tensor types this engine can compute with.
 bool IsSupportedType(uint32_t type);
-// Elements per block (1 for F32/F16, 32 for Q8_0/Q4_0) and bytes per block.
+// The names of the supported types, for messages: "f32, f16, bf16, q4_0, ...".
+const char* SupportedTypeNames();
+// Elements per block (1 for F32/F16/BF16, 32 for Q4_0..Q8_0, 256 for the K-quants) and
+// bytes per block.
 int64_t BlockSize(GgmlType type);
 int64_t TypeSize(GgmlType type);
 // Bytes of one row of `n` elements; n must be a multiple of BlockSize(type).

@@ -12,31 +12,10 @@ namespace {
 using internal::Fp16ToFp32Fast;
 
 #if defined(PICE_KERNELS_AVX512VNNI) || defined(PICE_KERNELS_AVX2)
-inline float HsumPs256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using internal::DotBytes;
+using internal::HsumPs256;
 
-// Sum over 4-byte groups of u8(a) * s8(b) into 8 int32 lanes. The AVX2 fallback
-// (maddubs) saturates 16-bit pair sums, so callers keep |a| <= 128 and |b| <= 127.
-inline __m256i DotBytes(__m256i a_u8, __m256i b_s8) {
-#if defined(PICE_KERNELS_AVX512VNNI)
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), a_u8, b_s8);
-#elif defined(__AVXVNNI__)
-  return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a_u8, b_s8);
-#else
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(a_u8, b_s8), _mm256_set1_epi16(1));
-#endif
-}
-
-// 32 Q4_0 nibbles as bytes 0..15: low nibbles (elements 0..15) then high (16..31).
-inline __m256i UnpackNibbles(const uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
+using internal::UnpackNibbles;
 #endif
 
 }  // namespace

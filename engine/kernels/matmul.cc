@@ -33,10 +33,6 @@ void* ScratchBuffer::Get(size_t bytes) {
 
 namespace {
 
-#if !defined(PICE_KERNELS_AVX512VNNI)
-// Activations converted for the portable path, reused across calls on this thread.
-thread_local internal::ScratchBuffer g_portable_scratch;
-
 // Runs fn(row_begin, row_end) over the rows, on the pool when there is one.
 template <typename F>
 void ForRows(ThreadPool* pool, int64_t rows, const F& fn) {
@@ -55,6 +51,10 @@ void ForTokens(ThreadPool* pool, int64_t n_tokens, const F& fn) {
   }
   pool->ParallelFor(n_tokens, 1, [&fn](int64_t b, int64_t e) { fn(b, e); });
 }
+
+#if !defined(PICE_KERNELS_AVX512VNNI)
+// Activations converted for the portable path, reused across calls on this thread.
+thread_local internal::ScratchBuffer g_portable_scratch;
 
 void MatMulPortable(const Matrix& w, const float* x, int64_t n_tokens, float* y,
                     ThreadPool* pool) {
@@ -112,10 +112,35 @@ void MatMulPortable(const Matrix& w, const float* x, int64_t n_tokens, float* y,
 }
 #endif  // !PICE_KERNELS_AVX512VNNI
 
+// The types with a DotKernel (Q4_1, Q5_0, Q5_1, the K-quants, BF16): activations
+// converted once per token row, then every weight row dotted with every token.
+thread_local internal::ScratchBuffer g_kernel_scratch;
+void MatMulKernel(const DotKernel& k, const Matrix& w, const float* x, int64_t n_tokens,
+                  float* y, ThreadPool* pool) {
+  const int64_t cols = w.cols, rows = w.rows;
+  const int64_t act = k.act_bytes(cols);
+  uint8_t* xq = static_cast<uint8_t*>(g_kernel_scratch.Get(static_cast<size_t>(n_tokens * act)));
+  ForTokens(pool, n_tokens, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) k.quantize(x + t * cols, xq + t * act, cols);
+  });
+  const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+  ForRows(pool, rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        y[t * rows + r] = k.dot(wd + r * w.row_bytes, xq + t * act, cols);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
+  if (const DotKernel* k = KernelFor(w.type)) {
+    MatMulKernel(*k, w, x, n_tokens, y, pool);
+    return;
+  }
 #if defined(PICE_KERNELS_AVX512VNNI)
   internal::MatMulAvx512(w, x, n_tokens, y, pool);
 #else
@@ -229,6 +254,10 @@ void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
 }
 
 void MatMulRef(const Matrix& w, const float* x, int64_t n_tokens, float* y) {
+  if (const DotKernel* k = KernelFor(w.type, /*reference=*/true)) {
+    MatMulKernel(*k, w, x, n_tokens, y, nullptr);
+    return;
+  }
   const int64_t cols = w.cols, rows = w.rows;
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -283,6 +283,8 @@ void DequantizeRow(gguf::GgmlType type, const void* src, float* dst, int64_t k) 
       }
       return;
     }
+    default:
+      if (internal::DequantizeRowK(type, src, dst, k)) return;
   }
   // Unsupported type: the loader rejects these; crash loudly rather than guess.
   std::abort();

@@ -110,7 +110,10 @@ TEST(GgufBadTest, TensorProblems) {
   ExpectError(OneTensor(5, {1, 1, 1, 1, 1}, 0, 0, 32), "5 dimensions");
   ExpectError(OneTensor(2, {4, 0}, 0, 0, 32), "bad dimension 0");
   ExpectError(OneTensor(4, {1u << 30, 1u << 30, 1u << 30, 1u << 30}, 0, 0, 32), "overflows");
-  ExpectError(OneTensor(2, {4, 2}, 12, 0, 32), "type12");        // Q4_K: not supported
+  ExpectError(OneTensor(2, {4, 2}, 10, 0, 32), "type q2_K");      // known, not supported
+  ExpectError(OneTensor(2, {4, 2}, 99, 0, 32), "type type99");    // unknown id
+  ExpectError(OneTensor(2, {896, 2}, 12, 0, 4096), "not a multiple of the q4_K block");
+  ExpectError(OneTensor(2, {256, 2}, 14, 0, 2 * 210 - 1), "runs past the end");  // q6_K
   ExpectError(OneTensor(2, {4, 2}, 0, 3, 64), "not aligned");
   ExpectError(OneTensor(2, {4, 2}, 0, 0, 31), "runs past the end");
   ExpectError(OneTensor(2, {4, 2}, 0, uint64_t{1} << 63, 32), "runs past the end");

@@ -39,9 +39,21 @@ struct GoldenCase {
   double loose;       // a documented rounding flip (first-position logits)
   double near_tie;    // divergence allowed only after a recorded gap below this
   int min_matched = 12;
+  // tests/data/quants/ (the rule): every token up to the first recorded gap
+  // below near_tie must match (min_matched unused), and at most `max_loose_cases` of
+  // the cases may need the loose bound (-1: a quarter).
+  bool until_near_tie = false;
+  int max_loose_cases = -1;
 };
 
 json LoadJson(const std::string& path) { return json::parse(testing::ReadFileOrDie(path)); }
+
+GoldenCase Quants(const std::string& name) {
+  GoldenCase c{"quants/" + name + "_greedy.json", 1e-3, 0.5, 0.05};
+  c.until_near_tie = true;
+  c.max_loose_cases = 1;
+  return c;
+}
 
 class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 
@@ -50,7 +62,11 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
   const double loose_lp = std::min(gc.loose, 0.25);
   json d = LoadJson(testing::DataPath(gc.file));
   std::string model_rel = d["model"];
-  // "models/x.gguf" relative to shared/; ours live under models/ too.
+  // "models/x.gguf" relative to shared/; ours live under models/ too. A bare name
+  // (tests/data/quants/*) is in the models folder of the same name (models/quants/).
+  if (model_rel.find('/') == std::string::npos && gc.file.find('/') != std::string::npos) {
+    model_rel = "models/" + gc.file.substr(0, gc.file.rfind('/')) + "/" + model_rel;
+  }
   auto model = Model::Load(testing::SourceDir() + "/" + model_rel);
   ASSERT_TRUE(model.ok()) << model.status();
   Context ctx(**model, 2);
@@ -59,7 +75,11 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
   for (const json& c : d["cases"]) {
     std::vector<Token> prompt = c["prompt_tokens"].get<std::vector<Token>>();
     std::vector<Token> want = c["generated_tokens"].get<std::vector<Token>>();
-    std::vector<float> want_lp = c["generated_logprobs"].get<std::vector<float>>();
+    // The older files record each step's log-probability; tests/data/quants/ the chosen
+    // token's logit instead (generated_top1_logits): compare whichever is there.
+    const bool has_lp = c.contains("generated_logprobs");
+    std::vector<float> want_lp =
+        c[has_lp ? "generated_logprobs" : "generated_top1_logits"].get<std::vector<float>>();
     std::vector<float> gaps = c["generated_top1_minus_top2"].get<std::vector<float>>();
     std::vector<float> first = c["first_position_logits"].get<std::vector<float>>();
     SCOPED_TRACE(gc.file + " prompt: " + (c["prompt"].is_string() ? c["prompt"].get<std::string>() : "<ids>"));
@@ -86,8 +106,9 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
         diverged = true;
         break;
       }
-      const double lp_diff = std::fabs(LogSoftmaxAt(l, got) - want_lp[step]);
-      EXPECT_LT(lp_diff, loose_lp) << "step " << step;
+      const double lp_diff =
+          std::fabs((has_lp ? LogSoftmaxAt(l, got) : double(l[got])) - want_lp[step]);
+      EXPECT_LT(lp_diff, has_lp ? loose_lp : gc.loose) << "step " << step;
       max_lp_diff = std::max(max_lp_diff, lp_diff);
       ++steps;
       steps_loose += lp_diff >= gc.tight;
@@ -96,7 +117,17 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
       ASSERT_TRUE(ctx.Decode(std::vector<SeqInput>{{&kv, &got, 1}}).ok());
       logits = ctx.Logits(0);
     }
-    EXPECT_GE(matched, std::min<size_t>(want.size(), gc.min_matched)) << "tokens matched";
+    size_t required = std::min<size_t>(want.size(), gc.min_matched);
+    if (gc.until_near_tie) {
+      required = want.size();
+      for (size_t k = 0; k < gaps.size(); ++k) {
+        if (gaps[k] < gc.near_tie) {
+          required = k;
+          break;
+        }
+      }
+    }
+    EXPECT_GE(matched, required) << "tokens matched";
     std::printf("[ golden   ] %s: first-logit max diff %.2g, %zu/%zu tokens match, logprob max diff %.2g\n",
                 gc.file.c_str(), max_diff, matched, want.size(), max_lp_diff);
     if (!diverged && c.value("stopped_at_eog", false) && !(*model)->tokenizer().IsEog(want.back())) {
@@ -107,7 +138,8 @@ TEST_P(GoldenTest, MatchesLlamaCpp) {
   }
   std::printf("[ golden   ] %s: %d/%d cases and %d/%d matched steps beyond the tight bound %.0e\n",
               gc.file.c_str(), cases_loose, cases, steps_loose, steps, gc.tight);
-  EXPECT_LE(cases_loose, cases / 4) << "first-position logits beyond " << gc.tight;
+  EXPECT_LE(cases_loose, gc.max_loose_cases >= 0 ? gc.max_loose_cases : cases / 4)
+      << "first-position logits beyond " << gc.tight;
   EXPECT_LE(steps_loose, steps / 2) << "matched steps' log-probabilities beyond " << gc.tight;
 }
 
@@ -128,7 +160,23 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"pice-arith/arith-edge-c_greedy.json", 1e-4, 1e-4, 0.0},
                       GoldenCase{"pice-arith/arith-edge-a-q8_0_greedy.json", 1e-4, 0.5, 0.5},
                       GoldenCase{"pice-arith/arith-edge-b-q8_0_greedy.json", 1e-4, 0.5, 0.5},
-                      GoldenCase{"pice-arith/arith-edge-c-q8_0_greedy.json", 1e-4, 0.5, 0.5}),
+                      GoldenCase{"pice-arith/arith-edge-c-q8_0_greedy.json", 1e-4, 0.5, 0.5},
+                      // The formats llama-quantize writes (tests/data/quants/README.md), with
+                      // activations rounded to Q8_0 / Q8_1 / Q8_K / BF16 as llama.cpp does:
+                      // first-position logits agree to ~5e-6 (tight 1e-3, the README's bound).
+                      // A 1-ulp difference upstream (exp, sums) can still move a value across
+                      // a rounding midpoint of its activation type, which shifts the logits by
+                      // ~0.1-0.3 (a Q8 step is 1/127 of the block maximum, a BF16 step 2^-8
+                      // of the value). Measured: tiny-qwen2-q4_1 (0.27) and tiny-llama3-bf16
+                      // (0.11) differ so, both in the third prompt only and every other case
+                      // within 6e-6; such a crossing is the likely cause (not proven: it
+                      // would need llama.cpp's intermediate activations). So one case of three may need
+                      // loose = 0.5, and tokens must match up to the first recorded gap below
+                      // 0.05 (that prompt's step 4 has a gap of 0.005).
+                      Quants("tiny-qwen2-q4_1"), Quants("tiny-qwen2-q5_0"), Quants("tiny-qwen2-q5_1"),
+                      Quants("tiny-qwen2-q4_k_m"), Quants("tiny-llama3-q4_k_m"),
+                      Quants("tiny-llama3-q5_k_m"), Quants("tiny-llama3-q6_k"),
+                      Quants("tiny-llama3-bf16")),
     [](const ::testing::TestParamInfo<GoldenCase>& info) {
       std::string n = info.param.file.substr(info.param.file.find_last_of('/') + 1);
       n = n.substr(0, n.find("_greedy"));

@@ -1,0 +1,428 @@
+// Dot products of the formats in quant_k.cc with their activation types: Q4_1·Q8_1,
+// Q5_0·Q8_0, Q5_1·Q8_1, Q4_K/Q5_K/Q6_K·Q8_K and BF16·BF16, each as a scalar reference
+// (namespace ref) and a SIMD kernel (AVX2 and AVX-512 builds) that is equal to it bit
+// for bit: the integer part of each block (or super-block) is summed exactly in int32 in
+// any order, and the float steps (the block's scales times that sum, added to the
+// running total in block order) are the same expressions in the same order in both,
+// compiled in this one file without FP contraction (CMakeLists.txt: -ffp-contract=off).
+// BF16 products are exact in float and are summed in double over 8 lanes (i % 8), then
+// the lanes in a fixed tree, in both paths.
+//
+// Formulas as llama.cpp's scalar vec_dot_* (ggml-cpu-quants.c): Q4_1/Q5_1 add
+// m_w * s_x per block (s_x = FP16(d_x * sum(q_x))); the K-quants subtract
+// d_x * dmin * sum_j(min_j * (bsum of sub-block j)); Q6_K's values are q - 32.
+#include <cstring>
+
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_internal.h"
+
+namespace pice::kernels {
+namespace {
+
+using internal::Fp16ToFp32Fast;
+using internal::GetScaleMinK4;
+
+// ---- the float steps, shared by both paths --------------------------------------------
+
+inline float AddBlock(float sumf, float dw, float dx, int32_t isum) {
+  return sumf + (dw * dx) * static_cast<float>(isum);
+}
+inline float AddBlockMin(float sumf, float dw, float dx, int32_t isum, float m, float s) {
+  return sumf + ((dw * dx) * static_cast<float>(isum) + m * s);
+}
+inline float AddSuperBlock(float sumf, float dx, float dw, float dmin, int32_t isum, int32_t msum) {
+  return sumf + ((dx * dw) * static_cast<float>(isum) - (dx * dmin) * static_cast<float>(msum));
+}
+inline float ReduceLanes(const double* a) {
+  return static_cast<float>(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
+}
+
+// Q4_K/Q5_K: the scales and mins of the 8 sub-blocks; the mins' integer sum.
+struct KScales {
+  uint8_t sc[8], m[8];
+};
+inline KScales ScalesK(const uint8_t* scales) {
+  KScales k;
+  for (int j = 0; j < 8; ++j) GetScaleMinK4(j, scales, &k.sc[j], &k.m[j]);
+  return k;
+}
+inline int32_t MinSum(const KScales& k, const int16_t* bsums) {
+  int32_t s = 0;
+  for (int j = 0; j < 8; ++j) s += k.m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+  return s;
+}
+inline int32_t Q6ScaledBsums(const int8_t* sc, const int16_t* bsums) {
+  int32_t s = 0;
+  for (int j = 0; j < 16; ++j) s += sc[j] * bsums[j];
+  return s;
+}
+
+// The 5th bit of element e (0..31) of a Q5_0/Q5_1 block.
+inline int Bit5(uint32_t qh, int e) { return ((qh >> e) & 1) << 4; }
+
+}  // namespace
+
+// ---- scalar references ------------------------------------------------------------------
+
+namespace ref {
+
+float DotQ4_1Q8_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int32_t isum = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      isum += (w[i].qs[j] & 0x0F) * x[i].qs[j] + (w[i].qs[j] >> 4) * x[i].qs[j + kQK / 2];
+    }
+    sumf = AddBlockMin(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d), isum,
+                       Fp16ToFp32Fast(w[i].m), Fp16ToFp32Fast(x[i].s));
+  }
+  return sumf;
+}
+
+namespace {
+template <typename Block, bool kMin>
+int32_t Q5BlockSum(const Block& b, const int8_t* y) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  int32_t isum = 0;
+  for (int j = 0; j < kQK / 2; ++j) {
+    const int x0 = ((b.qs[j] & 0x0F) | Bit5(qh, j)) - (kMin ? 0 : 16);
+    const int x1 = ((b.qs[j] >> 4) | Bit5(qh, j + 16)) - (kMin ? 0 : 16);
+    isum += x0 * y[j] + x1 * y[j + kQK / 2];
+  }
+  return isum;
+}
+}  // namespace
+
+float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    sumf = AddBlock(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d),
+                    Q5BlockSum<BlockQ5_0, false>(w[i], x[i].qs));
+  }
+  return sumf;
+}
+
+float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    sumf = AddBlockMin(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d),
+                       Q5BlockSum<BlockQ5_1, true>(w[i], x[i].qs), Fp16ToFp32Fast(w[i].m),
+                       Fp16ToFp32Fast(x[i].s));
+  }
+  return sumf;
+}
+
+namespace {
+// Q4_K (qh null) or Q5_K: sum_j sc_j * sum over sub-block j of q * y.
+int32_t QKSum(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8_t* y) {
+  int32_t isum = 0;
+  for (int c = 0; c < 4; ++c) {  // 64 elements: sub-blocks 2c (low nibbles), 2c+1 (high)
+    int32_t lo = 0, hi = 0;
+    for (int l = 0; l < 32; ++l) {
+      const int q0 = (qs[32 * c + l] & 0xF) | (qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0);
+      const int q1 = (qs[32 * c + l] >> 4) | (qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0);
+      lo += q0 * y[64 * c + l];
+      hi += q1 * y[64 * c + 32 + l];
+    }
+    isum += k.sc[2 * c] * lo + k.sc[2 * c + 1] * hi;
+  }
+  return isum;
+}
+}  // namespace
+
+float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
+                         QKSum(k, w[i].qs, nullptr, x[i].qs), MinSum(k, x[i].bsums));
+  }
+  return sumf;
+}
+
+float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
+                         QKSum(k, w[i].qs, w[i].qh, x[i].qs), MinSum(k, x[i].bsums));
+  }
+  return sumf;
+}
+
+float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const uint8_t* ql = w[i].ql;
+    const uint8_t* qh = w[i].qh;
+    const int8_t* y = x[i].qs;
+    int32_t isum = 0;
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, y += 128) {
+      const int8_t* sc = w[i].scales + 8 * half;
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        isum += sc[is] * q1 * y[l] + sc[is + 2] * q2 * y[l + 32] + sc[is + 4] * q3 * y[l + 64] +
+                sc[is + 6] * q4 * y[l + 96];
+      }
+    }
+    sumf = AddBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), isum);
+  }
+  return sumf;
+}
+
+float DotBf16Bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
+  double acc[8] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    acc[i % 8] += static_cast<double>(Bf16ToFp32(w[i]) * Bf16ToFp32(x[i]));
+  }
+  return ReduceLanes(acc);
+}
+
+}  // namespace ref
+
+// ---- SIMD ---------------------------------------------------------------------------------
+
+#if defined(PICE_KERNELS_AVX512VNNI) || defined(PICE_KERNELS_AVX2)
+namespace {
+
+using internal::DotBytes;
+using internal::UnpackNibbles;
+
+inline int32_t HsumEpi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 0x10 in byte e where bit e of the 32-bit word at `qh` is set (llama.cpp's
+// bytes_from_bits_32, masked to the 5th-bit value).
+inline __m256i Bits5(const uint8_t* qh) {
+  uint32_t x32;
+  std::memcpy(&x32, qh, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                         0x0101010101010101, 0x0000000000000000);
+  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x32)), shuf);
+  bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
+}
+
+inline __m256i Load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// sum of y over 32 bytes.
+inline int32_t SumBytes(__m256i y) { return HsumEpi32(DotBytes(_mm256_set1_epi8(1), y)); }
+
+}  // namespace
+
+float DotQ4_1Q8_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int32_t isum = HsumEpi32(DotBytes(UnpackNibbles(w[i].qs), Load32(x[i].qs)));
+    sumf = AddBlockMin(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d), isum,
+                       Fp16ToFp32Fast(w[i].m), Fp16ToFp32Fast(x[i].s));
+  }
+  return sumf;
+}
+
+float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i q = _mm256_or_si256(UnpackNibbles(w[i].qs), Bits5(w[i].qh));
+    const __m256i y = Load32(x[i].qs);
+    const int32_t isum = HsumEpi32(DotBytes(q, y)) - 16 * SumBytes(y);
+    sumf = AddBlock(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d), isum);
+  }
+  return sumf;
+}
+
+float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i q = _mm256_or_si256(UnpackNibbles(w[i].qs), Bits5(w[i].qh));
+    const int32_t isum = HsumEpi32(DotBytes(q, Load32(x[i].qs)));
+    sumf = AddBlockMin(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d), isum,
+                       Fp16ToFp32Fast(w[i].m), Fp16ToFp32Fast(x[i].s));
+  }
+  return sumf;
+}
+
+namespace {
+// Q4_K / Q5_K integer part of one super-block.
+inline int32_t QKSumSimd(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8_t* y) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m256i h = qh ? Load32(qh) : _mm256_setzero_si256();
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = Load32(qs + 32 * c);
+    __m256i lo = _mm256_and_si256(q, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    if (qh) {
+      const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
+    }
+    const __m256i dlo = DotBytes(lo, Load32(y + 64 * c));
+    const __m256i dhi = DotBytes(hi, Load32(y + 64 * c + 32));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(dlo, _mm256_set1_epi32(k.sc[2 * c])));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(dhi, _mm256_set1_epi32(k.sc[2 * c + 1])));
+  }
+  return HsumEpi32(acc);
+}
+}  // namespace
+
+float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
+                         QKSumSimd(k, w[i].qs, nullptr, x[i].qs), MinSum(k, x[i].bsums));
+  }
+  return sumf;
+}
+
+float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
+                         QKSumSimd(k, w[i].qs, w[i].qh, x[i].qs), MinSum(k, x[i].bsums));
+  }
+  return sumf;
+}
+
+float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const uint8_t* ql = w[i].ql;
+    const uint8_t* qh = w[i].qh;
+    const int8_t* y = x[i].qs;
+    __m256i acc = _mm256_setzero_si256();
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, y += 128) {
+      const int8_t* sc = w[i].scales + 8 * half;
+      const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
+      // Unsigned 6-bit values (q + 32) of elements l, l+32, l+64, l+96.
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)),
+          _mm256_or_si256(_mm256_and_si256(l1, m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4))};
+      for (int g = 0; g < 4; ++g) {
+        const __m256i d = DotBytes(q[g], Load32(y + 32 * g));
+        // Lanes 0-3 hold elements 0..15 (scale 2g), lanes 4-7 elements 16..31 (2g+1).
+        const __m256i s = _mm256_setr_epi32(sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g],
+                                            sc[2 * g + 1], sc[2 * g + 1], sc[2 * g + 1],
+                                            sc[2 * g + 1]);
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d, s));
+      }
+    }
+    const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, x[i].bsums);
+    sumf = AddBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), isum);
+  }
+  return sumf;
+}
+
+float DotBf16Bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))), 16));
+    const __m256 b = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))), 16));
+    const __m256 p = _mm256_mul_ps(a, b);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+  }
+  double acc[8];
+  _mm256_storeu_pd(acc, lo);
+  _mm256_storeu_pd(acc + 4, hi);
+  for (; i < n; ++i) acc[i % 8] += static_cast<double>(Bf16ToFp32(w[i]) * Bf16ToFp32(x[i]));
+  return ReduceLanes(acc);
+}
+
+#else  // no SIMD kernel: the references
+
+float DotQ4_1Q8_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n) { return ref::DotQ4_1Q8_1(w, x, n); }
+float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) { return ref::DotQ5_0Q8_0(w, x, n); }
+float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) { return ref::DotQ5_1Q8_1(w, x, n); }
+float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) { return ref::DotQ4_KQ8_K(w, x, n); }
+float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) { return ref::DotQ5_KQ8_K(w, x, n); }
+float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) { return ref::DotQ6_KQ8_K(w, x, n); }
+float DotBf16Bf16(const uint16_t* w, const uint16_t* x, int64_t n) { return ref::DotBf16Bf16(w, x, n); }
+
+#endif
+
+// ---- the table MatMul uses ----------------------------------------------------------------
+
+namespace {
+
+template <typename Block, void (*Q)(const float*, Block*, int64_t)>
+void QuantizeAs(const float* x, void* y, int64_t k) {
+  Q(x, static_cast<Block*>(y), k);
+}
+void QuantizeBf16(const float* x, void* y, int64_t k) {
+  uint16_t* o = static_cast<uint16_t*>(y);
+  for (int64_t i = 0; i < k; ++i) o[i] = Fp32ToBf16(x[i]);
+}
+template <int kElems, int kBytes>
+int64_t ActBytes(int64_t k) {
+  return k / kElems * kBytes;
+}
+template <typename W, typename X, float (*F)(const W*, const X*, int64_t)>
+float DotAs(const void* w, const void* x, int64_t n) {
+  return F(static_cast<const W*>(w), static_cast<const X*>(x), n);
+}
+
+constexpr auto kQ8_0 = &QuantizeAs<BlockQ8_0, QuantizeRowQ8_0>;
+constexpr auto kQ8_1 = &QuantizeAs<BlockQ8_1, QuantizeRowQ8_1>;
+constexpr auto kQ8_K = &QuantizeAs<BlockQ8_K, QuantizeRowQ8_K>;
+constexpr auto kQ8_0Bytes = &ActBytes<kQK, sizeof(BlockQ8_0)>;
+constexpr auto kQ8_1Bytes = &ActBytes<kQK, sizeof(BlockQ8_1)>;
+constexpr auto kQ8_KBytes = &ActBytes<kQKK, sizeof(BlockQ8_K)>;
+constexpr auto kBf16Bytes = &ActBytes<1, 2>;
+
+}  // namespace
+
+const DotKernel* KernelFor(gguf::GgmlType type, bool reference) {
+  using gguf::GgmlType;
+  static const DotKernel kFast[] = {
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ4_1, BlockQ8_1, DotQ4_1Q8_1>},
+      {kQ8_0, kQ8_0Bytes, &DotAs<BlockQ5_0, BlockQ8_0, DotQ5_0Q8_0>},
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ5_1, BlockQ8_1, DotQ5_1Q8_1>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, DotQ4_KQ8_K>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, DotQ5_KQ8_K>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ6_K, BlockQ8_K, DotQ6_KQ8_K>},
+      {QuantizeBf16, kBf16Bytes, &DotAs<uint16_t, uint16_t, DotBf16Bf16>},
+  };
+  static const DotKernel kRef[] = {
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ4_1, BlockQ8_1, ref::DotQ4_1Q8_1>},
+      {kQ8_0, kQ8_0Bytes, &DotAs<BlockQ5_0, BlockQ8_0, ref::DotQ5_0Q8_0>},
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ5_1, BlockQ8_1, ref::DotQ5_1Q8_1>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, ref::DotQ4_KQ8_K>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, ref::DotQ5_KQ8_K>},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ6_K, BlockQ8_K, ref::DotQ6_KQ8_K>},
+      {QuantizeBf16, kBf16Bytes, &DotAs<uint16_t, uint16_t, ref::DotBf16Bf16>},
+  };
+  const DotKernel* table = reference ? kRef : kFast;
+  switch (type) {
+    case GgmlType::kQ4_1: return &table[0];
+    case GgmlType::kQ5_0: return &table[1];
+    case GgmlType::kQ5_1: return &table[2];
+    case GgmlType::kQ4_K: return &table[3];
+    case GgmlType::kQ5_K: return &table[4];
+    case GgmlType::kQ6_K: return &table[5];
+    case GgmlType::kBF16: return &table[6];
+    default: return nullptr;
+  }
+}
+
+}  // namespace pice::kernels
