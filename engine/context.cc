@@ -129,14 +129,20 @@ absl::Status Context::Decode(std::span<const SeqInput> batch) {
     }
   }
 
-  // Embeddings.
+  // Embeddings. The rows are read from the file, not through the mapping: a tied
+  // embedding's mapped pages were released once `output` was packed, and faulting them
+  // back (the kernel maps whole folios around each row) would make the model resident
+  // twice over a long run.
   const kernels::Matrix& emb = model_.token_embd();
   {
+    thread_local std::vector<uint8_t> row_bytes;
+    row_bytes.resize(size_t(emb.row_bytes));
     int t = 0;
     for (const SeqInput& in : batch) {
       for (int i = 0; i < in.n_tokens; ++i, ++t) {
         const uint8_t* row = static_cast<const uint8_t*>(emb.data) + size_t(in.tokens[i]) * emb.row_bytes;
-        kernels::DequantizeRow(emb.type, row, x_.data() + size_t(t) * n_embd, n_embd);
+        model_.file().CopyOut(row, row_bytes.size(), row_bytes.data());
+        kernels::DequantizeRow(emb.type, row_bytes.data(), x_.data() + size_t(t) * n_embd, n_embd);
       }
     }
   }

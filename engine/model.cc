@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +17,8 @@ using gguf::TensorInfo;
 
 class Loader {
  public:
-  explicit Loader(const GgufFile& f) : f_(f) {}
+  // `owned` keeps copies of the small vectors (norms, biases).
+  Loader(const GgufFile& f, std::deque<std::vector<float>>* owned) : f_(f), owned_(owned) {}
 
   // A 2-D matrix of `rows` rows by `cols` columns (GGUF ne = {cols, rows}).
   absl::StatusOr<kernels::Matrix> Matrix(const std::string& name, int64_t cols, int64_t rows) {
@@ -49,7 +51,11 @@ class Loader {
                                    "; norm and bias vectors must be f32"));
     }
     bytes_ += t->nbytes;
-    return reinterpret_cast<const float*>(t->data);
+    // Copied: they sit between the large matrices in the file, and reading one through
+    // the mapping maps the whole folio around it (2 MB) back into the process.
+    owned_->emplace_back(size_t(n));
+    f_.CopyOut(t->data, size_t(n) * sizeof(float), owned_->back().data());
+    return owned_->back().data();
   }
 
   size_t bytes() const { return bytes_; }
@@ -68,6 +74,7 @@ class Loader {
   }
 
   const GgufFile& f_;
+  std::deque<std::vector<float>>* owned_;
   size_t bytes_ = 0;
 };
 
@@ -167,7 +174,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
                                 m->tokenizer_->n_vocab(), " tokens"));
   }
 
-  Loader ld(f);
+  Loader ld(f, &m->vectors_);
   const int64_t n_embd = hp.n_embd, q_dim = int64_t(hp.n_head) * hp.head_dim,
                 kv_dim = int64_t(hp.n_head_kv) * hp.head_dim;
   PICE_ASSIGN_OR_RETURN(m->token_embd_, ld.Matrix("token_embd.weight", n_embd, hp.n_vocab));
@@ -204,7 +211,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
       for (kernels::Matrix* x : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) ms.push_back(x);
     }
     const int n_threads = int(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4));
-    kernels::PackMatrices(ms, n_threads, &m->packed_);
+    // The packed copy is what the forward pass reads: the mapped pages of a packed
+    // matrix go back (token_embd's too when tied: its rows fault in again when looked up).
+    const gguf::GgufFile* file = m->file_.get();
+    kernels::PackMatrices(ms, n_threads, &m->packed_,
+                          [file](const void* p, size_t n) { file->Release(p, n); });
   }
   // The embedding is read one row per token, not whole, unless it doubles as output.
   m->weight_bytes_ = ld.bytes();

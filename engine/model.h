@@ -3,6 +3,7 @@
 #ifndef PICE_ENGINE_MODEL_H_
 #define PICE_ENGINE_MODEL_H_
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,7 @@ class Model {
   const float* output_norm_ = nullptr;
   const float* rope_freqs_ = nullptr;
   std::vector<LayerWeights> layers_;
+  std::deque<std::vector<float>> vectors_;  // norms and biases, copied out of the file
   size_t weight_bytes_ = 0;
   // The matrices repacked at load for the compiled MatMul path (Matrix::packed points
   // here); empty when that path reads the file in place.

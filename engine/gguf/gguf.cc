@@ -209,6 +209,7 @@ size_t Value::ArraySize() const {
 
 GgufFile::~GgufFile() {
   if (mapped_ && base_ != nullptr) munmap(const_cast<uint8_t*>(base_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
@@ -235,10 +236,36 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
     // Weights are read front to back on every token: ask for read-ahead.
     madvise(p, f->size_, MADV_WILLNEED);
   }
-  ::close(fd);
+  f->fd_ = fd;
   absl::Status s = f->ParseImpl();
   if (!s.ok()) return s;
   return f;
+}
+
+void GgufFile::Release(const void* p, size_t n) const {
+  if (!mapped_ || n == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;
+  if (b < lo || e > hi) return;
+  b = (b + page - 1) / page * page;  // whole pages inside only
+  e = e / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+void GgufFile::CopyOut(const void* p, size_t n, void* dst) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  if (mapped_ && fd_ >= 0 && b >= base_ && b + n <= base_ + size_) {
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r = pread(fd_, static_cast<uint8_t*>(dst) + done, n - done,
+                              static_cast<off_t>(b - base_ + done));
+      if (r <= 0) break;  // cannot happen for a regular file we mapped; fall back below
+      done += static_cast<size_t>(r);
+    }
+    if (done == n) return;
+  }
+  std::memcpy(dst, p, n);
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::string_view bytes,

@@ -130,6 +130,15 @@ class GgufFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* FindTensor(std::string_view name) const;
 
+  // Tells the kernel that the mapped bytes [p, p + n) will not be read again soon: the
+  // whole pages inside leave this process's resident memory (a later read maps them
+  // back from the page cache or the file). No-op for a file not mapped (Parse).
+  void Release(const void* p, size_t n) const;
+  // Copies the mapped bytes [p, p + n) to `dst` by reading the file (pread) rather than
+  // through the mapping, so the pages are not mapped into this process again (what a
+  // lookup of a few rows of a large released tensor wants); a memcpy when not mapped.
+  void CopyOut(const void* p, size_t n, void* dst) const;
+
   // Formats an error that names this file: "<path>: <msg>".
   absl::Status Error(absl::StatusCode code, std::string_view msg) const;
 
@@ -141,6 +150,7 @@ class GgufFile {
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   bool mapped_ = false;     // base_ came from mmap
+  int fd_ = -1;             // kept open for CopyOut
   std::string owned_;       // backing store for Parse()
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;

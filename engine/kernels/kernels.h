@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -190,9 +191,12 @@ struct PackedWeights {
 std::unique_ptr<PackedWeights> PackWeights(const Matrix& w);
 
 // Packs every matrix of `ms` that PackWeights would, over up to `n_threads` threads;
-// sets each one's `packed` and appends the owners to `owners`.
+// sets each one's `packed` and appends the owners to `owners`. `release`, when set, is
+// called with each source range once it is packed (the model hands the mapped pages
+// back, so a packed model is not resident twice).
 void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
-                  std::vector<std::unique_ptr<PackedWeights>>* owners);
+                  std::vector<std::unique_ptr<PackedWeights>>* owners,
+                  const std::function<void(const void*, size_t)>& release = nullptr);
 
 // y[t, r] = dot(W row r, x[t, :]) for t < n_tokens, r < W.rows.
 // x is [n_tokens, W.cols] row-major, y is [n_tokens, W.rows] row-major.

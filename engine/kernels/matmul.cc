@@ -214,7 +214,8 @@ std::unique_ptr<PackedWeights> PackWeights(const Matrix& w) {
 }
 
 void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
-                  std::vector<std::unique_ptr<PackedWeights>>* owners) {
+                  std::vector<std::unique_ptr<PackedWeights>>* owners,
+                  const std::function<void(const void*, size_t)>& release) {
 #if defined(PICE_KERNELS_AVX512VNNI)
   // Jobs of up to 64 tiles (~1-2 MB for common widths), claimed dynamically.
   struct Job {
@@ -239,6 +240,12 @@ void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
     for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
       const Job& j = jobs[i];
       internal::PackTiles(*j.m, j.tile_begin, j.tile_end, j.p->data + j.tile_begin * j.p->tile_bytes);
+      if (release) {
+        const int64_t r0 = j.tile_begin * internal::kPackTileRows;
+        const int64_t r1 = std::min(j.m->rows, j.tile_end * internal::kPackTileRows);
+        release(static_cast<const uint8_t*>(j.m->data) + r0 * j.m->row_bytes,
+                static_cast<size_t>((r1 - r0) * j.m->row_bytes));
+      }
     }
   };
   const int n = int(std::max<int64_t>(1, std::min<int64_t>(n_threads, int64_t(jobs.size()))));
@@ -246,10 +253,18 @@ void PackMatrices(const std::vector<Matrix*>& ms, int n_threads,
   for (int i = 1; i < n; ++i) threads.emplace_back(work);
   work();
   for (std::thread& t : threads) t.join();
+  // Again over each whole matrix: a thread reading its rows maps back the whole folio
+  // around them (2 MB for a large folio), neighbours' released pages included.
+  if (release) {
+    for (const Matrix* m : ms) {
+      if (m->packed != nullptr) release(m->data, static_cast<size_t>(m->rows * m->row_bytes));
+    }
+  }
 #else
   (void)ms;
   (void)n_threads;
   (void)owners;
+  (void)release;
 #endif
 }
 
