@@ -11,6 +11,7 @@ namespace pice::cli {
 int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunGenModel(const std::vector<std::string>& args);
+int RunQuantize(const std::vector<std::string>& args);
 // Serving side: cli/query_command.cc, cli/local_command.cc. `pice bench ...` is in bench/.
 int RunQueryCommand(const std::vector<std::string>& args);
 int RunLocal(const std::vector<std::string>& args);

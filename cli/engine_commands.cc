@@ -1,4 +1,4 @@
-// pice generate / tokenize / gen-model (pice bench engine is bench/engine.cc).
+// pice generate / tokenize / gen-model / quantize (pice bench engine is bench/engine.cc).
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +14,8 @@
 #include "engine/generator.h"
 #include "engine/model.h"
 #include "engine/model_gen.h"
+#include "engine/quant_mix.h"
+#include "engine/quantize_model.h"
 #include "nlohmann/json.hpp"
 
 namespace pice::cli {
@@ -164,15 +166,43 @@ int RunGenModel(const std::vector<std::string>& argv) {
   CLI_TRY(c, std::string out, a.Required("out"), 2);
   o.n_embd = int(n_embd); o.n_layer = int(n_layer); o.n_head = int(n_head); o.n_head_kv = int(n_head_kv);
   o.n_ff = int(n_ff); o.n_vocab = int(n_vocab); o.n_ctx = int(n_ctx); o.seed = uint64_t(seed);
-  const std::string type = a.Str("type", "f32");
-  if (type == "f32") o.type = gguf::GgmlType::kF32;
-  else if (type == "f16") o.type = gguf::GgmlType::kF16;
-  else if (type == "q8_0") o.type = gguf::GgmlType::kQ8_0;
-  else if (type == "q4_0") o.type = gguf::GgmlType::kQ4_0;
-  else return Fail(c, "--type must be f32, f16, q8_0 or q4_0 (got '" + type + "')", 2);
+  o.type = a.Str("type", "f32");
   if (absl::Status s = ValidateGenModelOptions(o); !s.ok()) return Fail(c, std::string(s.message()), 2);
   if (absl::Status s = WriteRandomModel(o, out); !s.ok()) return Fail(c, std::string(s.message()), 1);
   std::fprintf(stderr, "pice gen-model: wrote %s\n", out.c_str());
+  return 0;
+}
+
+int RunQuantize(const std::vector<std::string>& argv) {
+  const char* c = "quantize";
+  CLI_TRY(c, Args a, Args::Parse(argv, {"threads"}, {"pure"}), 2);
+  const std::vector<std::string>& pos = a.positional();
+  if (pos.size() != 3) {
+    return Fail(c, "expected IN.gguf OUT.gguf TYPE (TYPE: one of " + MixNameList() + ")", 2);
+  }
+  QuantizeModelOptions o;
+  o.mix = pos[2];
+  o.pure = a.Flag("pure");
+  if (absl::Status s = MixFileType(o.mix).status(); !s.ok()) {
+    return Fail(c, "TYPE: " + std::string(s.message()), 2);
+  }
+  CLI_TRY(c, int64_t threads, a.Int("threads", DefaultThreads(), 1, 256), 2);
+  o.n_threads = int(threads);
+  QuantizeModelReport r;
+  const auto start = std::chrono::steady_clock::now();
+  if (absl::Status s = QuantizeModel(pos[0], pos[1], o, &r); !s.ok()) {
+    return Fail(c, std::string(s.message()), 1);
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string counts;
+  for (const auto& [type, n] : r.type_counts) {
+    absl::StrAppend(&counts, counts.empty() ? "" : ", ", n, " ", gguf::GgmlTypeName(uint32_t(type)));
+  }
+  std::fprintf(stderr,
+               "pice quantize: wrote %s (%s): %d tensors (%s), %d converted, %d fallback; "
+               "%.1f MiB -> %.1f MiB in %.1f s\n",
+               pos[1].c_str(), o.mix.c_str(), r.n_tensors, counts.c_str(), r.n_converted,
+               r.n_fallback, r.in_bytes / 1048576.0, r.out_bytes / 1048576.0, secs);
   return 0;
 }
 

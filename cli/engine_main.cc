@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return pice::cli::RunGenerate(args);
   if (cmd == "tokenize") return pice::cli::RunTokenize(args);
   if (cmd == "gen-model") return pice::cli::RunGenModel(args);
+  if (cmd == "quantize") return pice::cli::RunQuantize(args);
   if (cmd == "bench" && !args.empty() && args[0] == "engine") {
     return pice::bench::RunBenchEngine({args.begin() + 1, args.end()});
   }

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return pice::cli::RunGenerate(args);
   if (cmd == "tokenize") return pice::cli::RunTokenize(args);
   if (cmd == "gen-model") return pice::cli::RunGenModel(args);
+  if (cmd == "quantize") return pice::cli::RunQuantize(args);
   if (cmd == "query") return pice::cli::RunQueryCommand(args);
   if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "bench") {

@@ -22,12 +22,22 @@ constexpr Command kCommands[] = {
     {"tokenize", true, "  tokenize  --model M.gguf --text TEXT [--no-bos] [--parse-special] [--json]\n"},
     {"gen-model", true,
      "  gen-model --arch llama|qwen2 --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
-     "            --n-vocab V --type f32|f16|q8_0|q4_0 [--seed S] [--n-ctx C] --out FILE\n"},
+     "            --n-vocab V [--type TYPE] [--seed S] [--n-ctx C] --out FILE\n"
+     "            random weights; TYPE as for quantize (default f32)\n"},
+    {"quantize", true,
+     "  quantize  IN.gguf OUT.gguf TYPE [--threads N] [--pure]\n"
+     "            an F32/F16/BF16 model to TYPE as llama-quantize does (same tensor types and\n"
+     "            bytes): q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1,\n"
+     "            bf16, f16, f32; --pure: TYPE for every matrix, no per-tensor rules\n"},
     {"bench engine", true,
      "  bench engine --model M.gguf [--threads N] [--prompt-tokens P] [--gen-tokens G]\n"
      "            [--batch 1,2,4,8] [--repeat R] [--shared-prefix] [--raw]\n"
      "            through the Engine (sampling, callbacks, batching) as a node serves, or\n"
-     "            --raw: the forward pass alone; median of R runs (default 3) with [min, max]\n"},
+     "            --raw: the forward pass alone; median of R runs (default 3) with [min, max]\n"
+     "  bench engine --mixed --model M.gguf [--running 8] [--mixed-prompt 2000]\n"
+     "            [--step-tokens 64] [--threads N] [--repeat R]\n"
+     "            the running decodes' inter-token latency while a long prompt joins, whole\n"
+     "            prompt prefill vs chunked (a token budget per step)\n"},
     {"query", false,
      "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
      "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"

@@ -5,7 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/kernels/kernels.h"
+#include "engine/kernels/quantize_k.h"
+#include "engine/quant_mix.h"
 #include "engine/status_macros.h"
 
 namespace pice {
@@ -38,27 +39,10 @@ std::vector<std::string> ByteSymbols() {
 
 std::string Encode(const std::vector<float>& w, GgmlType type, int64_t cols) {
   const int64_t rows = int64_t(w.size()) / cols;
-  std::string out(size_t(gguf::RowBytes(type, cols) * rows), '\0');
+  const int64_t row_bytes = gguf::RowBytes(type, cols);
+  std::string out(size_t(row_bytes * rows), '\0');
   for (int64_t r = 0; r < rows; ++r) {
-    const float* src = w.data() + r * cols;
-    char* dst = out.data() + r * gguf::RowBytes(type, cols);
-    switch (type) {
-      case GgmlType::kF32:
-        std::memcpy(dst, src, sizeof(float) * cols);
-        break;
-      case GgmlType::kF16:
-        for (int64_t i = 0; i < cols; ++i) {
-          uint16_t h = kernels::Fp32ToFp16(src[i]);
-          std::memcpy(dst + 2 * i, &h, 2);
-        }
-        break;
-      case GgmlType::kQ8_0:
-        kernels::QuantizeRowQ8_0Ref(src, reinterpret_cast<kernels::BlockQ8_0*>(dst), cols);
-        break;
-      case GgmlType::kQ4_0:
-        kernels::QuantizeRowQ4_0Ref(src, reinterpret_cast<kernels::BlockQ4_0*>(dst), cols);
-        break;
-    }
+    kernels::QuantizeRowRef(type, w.data() + r * cols, out.data() + r * row_bytes, cols);
   }
   return out;
 }
@@ -80,6 +64,7 @@ absl::Status ValidateGenModelOptions(const GenModelOptions& o) {
   if (o.n_vocab < 300 || o.n_vocab > 1000000) return bad("n-vocab", "in [300, 1000000]");
   if (o.n_ctx < 16 || o.n_ctx > (1 << 20)) return bad("n-ctx", "in [16, 1048576]");
   if (!(o.stddev > 0)) return bad("stddev", "positive");
+  if (!MixFileType(o.type).ok()) return bad("type", "one of " + MixNameList() + " (got '" + o.type + "')");
   return absl::OkStatus();
 }
 
@@ -91,8 +76,11 @@ absl::Status WriteRandomModel(const GenModelOptions& o, const std::string& path)
   gguf::GgufWriter w;
   w.SetString("general.architecture", o.arch);
   w.SetString("general.name", absl::StrCat("random-", o.arch, "-", o.n_embd, "x", o.n_layer));
-  w.SetUint32("general.file_type", o.type == GgmlType::kF32 ? 0 : o.type == GgmlType::kF16 ? 1
-                                   : o.type == GgmlType::kQ8_0 ? 7 : 2);
+  w.SetUint32("general.file_type", *MixFileType(o.type));
+  const GgmlType base = *MixBaseType(o.type);
+  if (base != GgmlType::kF32 && base != GgmlType::kF16 && base != GgmlType::kBF16) {
+    w.SetUint32("general.quantization_version", 2);
+  }
   w.SetUint32(a + "context_length", o.n_ctx);
   w.SetUint32(a + "embedding_length", o.n_embd);
   w.SetUint32(a + "block_count", o.n_layer);
@@ -145,40 +133,62 @@ absl::Status WriteRandomModel(const GenModelOptions& o, const std::string& path)
     w.SetBool("tokenizer.ggml.add_bos_token", true);
   }
 
-  std::mt19937_64 rng(o.seed);
-  std::normal_distribution<float> normal(0.0f, o.stddev);
-  auto random = [&](int64_t n) {
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(rng);
-    return v;
+  // The tensors in file order: matrices (cols, rows) get random values, vectors a
+  // constant. Types come from the mix, chosen over the whole list as llama-quantize does.
+  struct Spec {
+    std::string name;
+    int64_t cols, rows;  // rows 0: a vector
+    float value;
   };
-  auto mat = [&](const std::string& name, int64_t cols, int64_t rows, GgmlType type) {
-    w.AddTensor(name, type, {cols, rows}, Encode(random(cols * rows), type, cols));
+  std::vector<Spec> specs;
+  auto mat = [&](const std::string& name, int64_t cols, int64_t rows) {
+    specs.push_back({name, cols, rows, 0.0f});
   };
   auto vec = [&](const std::string& name, int64_t n, float value) {
-    std::vector<float> v(n, value);
-    w.AddTensor(name, GgmlType::kF32, {n}, Encode(v, GgmlType::kF32, n));
+    specs.push_back({name, n, 0, value});
   };
-  const GgmlType embd_type = o.type == GgmlType::kQ4_0 ? GgmlType::kQ8_0 : o.type;
-  mat("token_embd.weight", o.n_embd, o.n_vocab, embd_type);
+  mat("token_embd.weight", o.n_embd, o.n_vocab);
   vec("output_norm.weight", o.n_embd, 1.0f);
-  if (!qwen) mat("output.weight", o.n_embd, o.n_vocab, embd_type);
+  if (!qwen) mat("output.weight", o.n_embd, o.n_vocab);
   for (int il = 0; il < o.n_layer; ++il) {
     const std::string p = absl::StrCat("blk.", il, ".");
     vec(p + "attn_norm.weight", o.n_embd, 1.0f);
-    mat(p + "attn_q.weight", o.n_embd, o.n_embd, o.type);
-    mat(p + "attn_k.weight", o.n_embd, kv_dim, o.type);
-    mat(p + "attn_v.weight", o.n_embd, kv_dim, o.type);
+    mat(p + "attn_q.weight", o.n_embd, o.n_embd);
+    mat(p + "attn_k.weight", o.n_embd, kv_dim);
+    mat(p + "attn_v.weight", o.n_embd, kv_dim);
     if (qwen) {
       vec(p + "attn_q.bias", o.n_embd, 0.0f);
       vec(p + "attn_k.bias", kv_dim, 0.0f);
       vec(p + "attn_v.bias", kv_dim, 0.0f);
     }
-    mat(p + "attn_output.weight", o.n_embd, o.n_embd, o.type);
+    mat(p + "attn_output.weight", o.n_embd, o.n_embd);
     vec(p + "ffn_norm.weight", o.n_embd, 1.0f);
-    mat(p + "ffn_gate.weight", o.n_embd, o.n_ff, o.type);
-    mat(p + "ffn_up.weight", o.n_embd, o.n_ff, o.type);
-    mat(p + "ffn_down.weight", o.n_ff, o.n_embd, o.type);
+    mat(p + "ffn_gate.weight", o.n_embd, o.n_ff);
+    mat(p + "ffn_up.weight", o.n_embd, o.n_ff);
+    mat(p + "ffn_down.weight", o.n_ff, o.n_embd);
+  }
+  std::vector<MixTensor> mix_tensors;
+  for (const Spec& s : specs) {
+    mix_tensors.push_back({s.name, s.rows > 0 ? std::vector<int64_t>{s.cols, s.rows}
+                                              : std::vector<int64_t>{s.cols}});
+  }
+  MixOptions mix_options;
+  mix_options.is_70b = IsLlamaType70B(o.arch, o.n_layer, o.n_head, o.n_head_kv);
+  PICE_ASSIGN_OR_RETURN(const std::vector<GgmlType> tensor_types,
+                        ChooseTensorTypes(o.type, mix_tensors, o.n_layer, nullptr, mix_options));
+
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<float> normal(0.0f, o.stddev);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Spec& s = specs[i];
+    if (s.rows > 0) {
+      std::vector<float> v(size_t(s.cols * s.rows));
+      for (float& x : v) x = normal(rng);
+      w.AddTensor(s.name, tensor_types[i], {s.cols, s.rows}, Encode(v, tensor_types[i], s.cols));
+    } else {
+      w.AddTensor(s.name, tensor_types[i], {s.cols},
+                  Encode(std::vector<float>(size_t(s.cols), s.value), tensor_types[i], s.cols));
+    }
   }
   return w.WriteFile(path);
 }

@@ -21,9 +21,12 @@ struct GenModelOptions {
   int n_ff = 512;
   int n_vocab = 1024;           // >= 300: 256 bytes, merges, control tokens, fillers
   int n_ctx = 2048;
-  gguf::GgmlType type = gguf::GgmlType::kF32;  // matrices; norms and biases stay F32.
-                                               // For q4_0 the token embedding is q8_0,
-                                               // as llama-quantize's default mix does.
+  // The quantization mix, as llama-quantize's TYPE (quant_mix.h): "f32", "f16", "bf16",
+  // "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s",
+  // "q6_k". Each matrix gets the type llama-quantize would give it (e.g. q4_k_m: Q4_K,
+  // Q6_K for output and some attn_v / ffn_down, fallbacks for rows not / 256) and the
+  // same bytes; norms and biases stay F32.
+  std::string type = "f32";
   uint64_t seed = 1;
   float stddev = 0.02f;         // weights ~ N(0, stddev^2)
 };
