@@ -1,7 +1,8 @@
 // The benchmarks behind `pice bench engine|quality|e2e|chaos` (cli/ only dispatches to
 // them). Each prints JSON (one line with --json) and a readable summary, and returns the
 // process exit status: 0, 1 when the run failed, 2 for a bad flag.
-//   engine   bench/engine.cc   the engine's prefill and decode speed (also in pice-engine)
+//   engine   bench/engine.cc   the engine's prefill and decode speed (also in pice-engine);
+//            bench/mixed.cc    with --mixed: inter-token latency while a long prompt joins
 //   quality  bench/quality.cc  answer quality of every route on pice-arith
 //   e2e      bench/e2e.cc      latency and throughput of both routes, scheduler overhead
 //   chaos    bench/chaos.cc    real processes while edges are killed and restarted
@@ -15,6 +16,9 @@
 namespace pice::bench {
 
 int RunBenchEngine(const std::vector<std::string>& args);
+// bench/mixed.cc: `bench engine --mixed`, decodes while a long prompt joins.
+int RunBenchMixed(const std::string& model, int threads, int running, int long_tokens,
+                  int step_tokens, int repeat);
 int RunBenchQuality(const std::vector<std::string>& args);
 int RunBenchE2e(const std::vector<std::string>& args);
 int RunBenchChaos(const std::vector<std::string>& args);

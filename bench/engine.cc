@@ -116,14 +116,22 @@ absl::StatusOr<std::map<std::string, double>> EngineRow(Engine& engine, const HP
 
 int RunBenchEngine(const std::vector<std::string>& argv) {
   const char* c = "bench engine";
-  CLI_TRY(c, Args a, Args::Parse(argv, {"model", "threads", "prompt-tokens", "gen-tokens", "batch", "repeat"},
-                                 {"shared-prefix", "raw"}), 2);
+  CLI_TRY(c, Args a, Args::Parse(argv, {"model", "threads", "prompt-tokens", "gen-tokens", "batch", "repeat",
+                                        "running", "mixed-prompt", "step-tokens"},
+                                 {"shared-prefix", "raw", "mixed"}), 2);
   CLI_TRY(c, std::string path, a.Required("model"), 2);
   CLI_TRY(c, int64_t threads, a.Int("threads", DefaultThreads(), 1, 256), 2);
   CLI_TRY(c, int64_t n_prompt, a.Int("prompt-tokens", 128, 1, 1 << 16), 2);
   CLI_TRY(c, int64_t n_gen, a.Int("gen-tokens", 64, 1, 1 << 16), 2);
   CLI_TRY(c, int64_t repeat, a.Int("repeat", 3, 1, 100), 2);
   CLI_TRY(c, std::vector<int64_t> batches, a.IntList("batch", {1}, 1, 256), 2);
+  if (a.Flag("mixed")) {
+    CLI_TRY(c, int64_t running, a.Int("running", 8, 1, 64), 2);
+    CLI_TRY(c, int64_t long_tokens, a.Int("mixed-prompt", 2000, 1, 1 << 16), 2);
+    CLI_TRY(c, int64_t step_tokens, a.Int("step-tokens", 64, 1, 1 << 16), 2);
+    return RunBenchMixed(path, int(threads), int(running), int(long_tokens), int(step_tokens),
+                         int(repeat));
+  }
   const bool raw = a.Flag("raw");
   std::unique_ptr<Model> model;
   std::unique_ptr<Context> ctx;

@@ -1,9 +1,11 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -19,6 +21,9 @@ double Now() {
 }
 
 
+// The smallest prompt chunk a step feeds, however many sequences decode.
+constexpr int kMinChunk = 32;
+
 }  // namespace
 
 // A request in the running batch.
@@ -27,7 +32,9 @@ struct LiveSeq {
   std::unique_ptr<SequenceState> state;
   std::unique_ptr<KvCache> kv;
   size_t committed = 0;   // bytes committed at admission
-  int start = 0;          // prompt tokens covered by a forked prefix
+  int start = 0;          // prompt tokens already in the KV (a forked prefix, then the
+                          // chunks prefilled so far)
+  int chunk = 0;          // prompt tokens fed in the current step
   bool prefilled = false;
   bool done = false;
   absl::Status error;     // why it ended early (its own KV could not grow)
@@ -276,9 +283,19 @@ void Engine::Impl::Loop() {
             absl::StrCat("request needs more KV memory than the engine allows (", opts.max_kv_bytes >> 20, " MiB)")));
       }
     }
-    // Drop cancelled sequences before spending compute on them.
+    // Drop cancelled sequences before spending compute on them. Chunked prefill: each
+    // step feeds at most opts.step_tokens tokens; the running decodes come first (one
+    // token each), prompts share the rest in arrival order (at least kMinChunk, so a
+    // prompt always progresses), so a long prompt joining never stalls the decodes for
+    // more than one chunk.
     batch.clear();
     std::vector<LiveSeq*> in_batch;
+    int budget = std::numeric_limits<int>::max();
+    if (opts.step_tokens > 0) {
+      int decoding = 0;
+      for (auto& s : live) decoding += s->prefilled;
+      budget = std::max(opts.step_tokens - decoding, kMinChunk);
+    }
     for (auto& s : live) {
       if (s->req.cancelled && s->req.cancelled->load()) {
         s->state->Finish(FinishReason::kCancelled);
@@ -287,7 +304,13 @@ void Engine::Impl::Loop() {
       }
       // Memory for this step's positions, per sequence: one that cannot get it ends
       // alone (RESOURCE_EXHAUSTED) instead of failing the whole batch's Decode.
-      const int n_new = s->prefilled ? 1 : int(s->req.prompt.size()) - s->start;
+      int n_new = 1;
+      if (!s->prefilled) {
+        n_new = std::min(int(s->req.prompt.size()) - s->start, budget);
+        if (n_new <= 0) continue;  // this step's budget is spent: next step
+        budget -= n_new;
+        s->chunk = n_new;
+      }
       if (absl::Status r = s->kv->Reserve(n_new); !r.ok()) {
         s->state->Finish(FinishReason::kError);
         s->error = r;
@@ -311,9 +334,12 @@ void Engine::Impl::Loop() {
     if (st.ok()) {
       ctx.pool().ParallelFor(int64_t(in_batch.size()), 1, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
-          SequenceState& seq = *in_batch[b]->state;
+          const LiveSeq& ls = *in_batch[b];
+          SequenceState& seq = *ls.state;
           sampled[b] = {-1, 0.0f};
-          if (seq.WantsToken()) {
+          const bool mid_prompt =
+              !ls.prefilled && ls.start + ls.chunk < int(ls.req.prompt.size());
+          if (!mid_prompt && seq.WantsToken()) {
             sampled[b].first = seq.Sample(ctx.Logits(int(b)), n_vocab, &sampled[b].second);
           }
         }
@@ -328,7 +354,12 @@ void Engine::Impl::Loop() {
       }
       GenerateResult& r = s.state->result();
       if (!s.prefilled) {
-        r.prefill_seconds = dt;
+        r.prefill_seconds += dt;
+        s.start += s.chunk;
+        if (s.start < int(s.req.prompt.size())) {  // more chunks to come: no token yet
+          s.done = false;
+          continue;
+        }
         s.prefilled = true;
         CachePrefix(s);
       } else {

@@ -7,6 +7,9 @@
 // or are cancelled. The batch size and the KV memory are bounded; a full engine answers
 // RESOURCE_EXHAUSTED instead of queueing without bound.
 //
+// A long prompt is prefilled in chunks (EngineOptions::step_tokens) so that the running
+// decodes go on every step while it joins.
+//
 // KV memory is paged (KvCache blocks); a request whose prompt starts like a running
 // sequence's or a cached prefix forks those blocks and prefills only the rest, and
 // requests admitted together that share a prefix are staggered by one step so the
@@ -38,6 +41,10 @@ struct EngineOptions {
   int kv_block_size = 32;       // positions per KV block (a power of two)
   int prefix_cache_entries = 16;  // prompt prefixes kept for reuse; 0 = off
   int min_shared_prefix = 8;    // shorter common prefixes are recomputed
+  // Tokens fed per forward pass at most (chunked prefill, as vLLM's token budget): the
+  // running decodes first, prompts in chunks of the rest (at least 32). 0 = whole
+  // prompts at once.
+  int step_tokens = 64;
 };
 
 // One generation request. Callbacks run on the engine's worker thread and must not

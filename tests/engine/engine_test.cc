@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "tests/engine/test_util.h"
@@ -13,8 +14,10 @@
 namespace pice {
 namespace {
 
-std::unique_ptr<Engine> MakeEngine(const std::string& model, int max_batch = 8, int max_queue = 16) {
+std::unique_ptr<Engine> MakeEngine(const std::string& model, int max_batch = 8, int max_queue = 16,
+                                   int step_tokens = 256) {
   EngineOptions o;
+  o.step_tokens = step_tokens;
   o.model_path = testing::ModelPath(model);
   o.n_threads = 2;
   o.max_batch = max_batch;
@@ -100,6 +103,62 @@ TEST(EngineTest, QueuedRequestsAreDecodedInOneBatch) {
   EXPECT_EQ(e->stats().peak_batch, int(texts.size()));
   // Four 24-token answers alone took about 4 x 25 steps; together about 25 more.
   EXPECT_LT(e->stats().steps - steps_alone, 2 * 26u);
+}
+
+// Chunked prefill: a long prompt fed in chunks of the step budget gives the tokens of
+// the whole prompt at once, and a short request admitted with it decodes a token every
+// step meanwhile (without chunks, both wait for the one big prefill step).
+TEST(EngineTest, ChunkedPrefillKeepsDecodesGoingAndChangesNoToken) {
+  auto whole = MakeEngine("tiny-llama3-f32.gguf", 8, 16, /*step_tokens=*/0);  // context 256
+  auto chunked = MakeEngine("tiny-llama3-f32.gguf", 8, 16, /*step_tokens=*/40);
+  ASSERT_NE(whole, nullptr);
+  ASSERT_NE(chunked, nullptr);
+  const Tokenizer& tok = whole->tokenizer();
+  std::string text;
+  for (int i = 0; i < 7; ++i) text += "Once upon a time there was a little girl. ";
+  const std::vector<Token> long_prompt = tok.Encode(text, true, false);
+  const std::vector<Token> short_prompt = tok.Encode("The cat", true, false);
+  ASSERT_GT(long_prompt.size(), 150u);
+  ASSERT_LT(long_prompt.size() + 16, 256u);
+  for (Engine* e : {whole.get(), chunked.get()}) {
+    std::mutex mu;
+    std::string order;  // "s" per short-request token, "L" at the long one's first token
+    std::atomic<bool> long_submitted{false};
+    auto run = [&](const std::vector<Token>& prompt, char mark, int n) {
+      auto done = std::make_shared<std::promise<absl::StatusOr<GenerateResult>>>();
+      EngineRequest r;
+      r.prompt = prompt;
+      r.options = Greedy(n);
+      r.on_token = [&, mark](Token, float) {
+        // The short request's first token holds the worker until the long one is queued,
+        // so it joins at the next step whatever the timing.
+        while (mark == 's' && !long_submitted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        std::lock_guard<std::mutex> l(mu);
+        if (mark == 's' || order.find('L') == std::string::npos) order += mark;
+        return true;
+      };
+      r.on_done = [done](absl::StatusOr<GenerateResult> res) { done->set_value(std::move(res)); };
+      auto f = done->get_future();
+      EXPECT_TRUE(e->Submit(std::move(r)).ok());
+      return f;
+    };
+    auto fs = run(short_prompt, 's', 30);
+    auto fl = run(long_prompt, 'L', 16);
+    long_submitted = true;
+    auto rs = fs.get(), rl = fl.get();
+    ASSERT_TRUE(rs.ok() && rl.ok());
+    const size_t before = order.find('L');
+    if (e == whole.get()) {
+      EXPECT_LE(before, 2u) << order;
+    } else {
+      // 150+ prompt tokens in chunks of <= 40: the short request decodes meanwhile.
+      EXPECT_GE(before, 4u) << order;
+      auto ref = whole->Run(long_prompt, Greedy(16));
+      ASSERT_TRUE(ref.ok());
+      EXPECT_EQ(rl->tokens, ref->tokens);
+      EXPECT_GT(rl->prefill_seconds, 0);
+    }
+  }
 }
 
 TEST(EngineTest, RunBatchMatchesGenerateBatch) {
