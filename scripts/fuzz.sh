@@ -57,7 +57,7 @@ service_deps="$svc_archives"
 
 obj() { local s=${1%.cc}; echo "obj/$s.o"; }
 gguf_srcs="engine/gguf/gguf.cc"
-tok_srcs="$gguf_srcs $(ls engine/tokenizer/*.cc | tr '\n' ' ')"
+tok_srcs="$gguf_srcs engine/kernels/quant.cc engine/kernels/quant_k.cc $(ls engine/tokenizer/*.cc | tr '\n' ' ')"
 config_srcs="common/config.cc node/node_config.cc cloud/cloud_config.cc edge/edge_config.cc \
   scheduler/config.cc scheduler/policy.cc node/templates.cc node/sketch_parser.cc"
 {
@@ -102,7 +102,9 @@ seed() {  # target: fills $out/corpus-target (only adds files)
   case $1 in
     gguf_fuzz)
       "$out/vocab_seeds" "$c" 300 models/stories260K.gguf models/tiny-qwen2-f32.gguf \
-        models/tiny-llama3-f32.gguf models/pice-arith/arith-edge-a-q8_0.gguf
+        models/tiny-llama3-f32.gguf models/pice-arith/arith-edge-a-q8_0.gguf \
+        models/quants/tiny-qwen2-q5_0.gguf models/quants/tiny-qwen2-q4_1.gguf \
+        models/quants/tiny-llama3-q4_k_m.gguf models/quants/tiny-llama3-bf16.gguf
       ;;
     tokenizer_fuzz)  # byte 0 picks the vocabulary and flags (tests/fuzz/tokenizer_fuzz.cc)
       local i=0 f

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,6 +40,20 @@ int main(int argc, char** argv) {
   const std::string out_dir = argv[1];
   const size_t keep_first = std::strtoul(argv[2], nullptr, 10);
   int failures = 0;
+  {
+    // One more seed: a 1-row tensor of every supported weight type, bytes at random, so
+    // the fuzzer's dequantization sees every format (the vocabulary seeds have none).
+    g::GgufWriter w;
+    std::mt19937 rng(1);
+    for (uint32_t id : {0u, 1u, 2u, 3u, 6u, 7u, 8u, 12u, 13u, 14u, 30u}) {
+      const auto type = static_cast<g::GgmlType>(id);
+      const int64_t n = g::BlockSize(type) == 256 ? 256 : 64;
+      std::string bytes(size_t(g::RowBytes(type, n)), '\0');
+      for (char& c : bytes) c = static_cast<char>(rng());
+      w.AddTensor("t" + std::to_string(id), type, {n, 1}, bytes);
+    }
+    if (!w.WriteFile(out_dir + "/types.gguf").ok()) ++failures;
+  }
   for (int a = 3; a < argc; ++a) {
     auto f = g::GgufFile::Open(argv[a]);
     if (!f.ok()) {
