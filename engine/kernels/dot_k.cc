@@ -349,7 +349,142 @@ float DotBf16Bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
   return ReduceLanes(acc);
 }
 
-#else  // no SIMD kernel: the references
+
+// ---- several tokens per weight row (MatMul) -----------------------------------------------
+// Each weight block is decoded once and dotted with every token's block; each token's
+// total is updated by the same float steps, in the same block order, as the one-token
+// dot above, so the results are bit-identical to it (and to the references).
+
+namespace {
+
+constexpr int kTok = 16;  // tokens per call at most
+
+template <typename X>
+inline const X& XBlock(const uint8_t* x, int64_t xs, int t, int64_t i) {
+  return reinterpret_cast<const X*>(x + t * xs)[i];
+}
+
+void DotNQ5_0(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
+  const BlockQ5_0* w = static_cast<const BlockQ5_0*>(wv);
+  const uint8_t* x = static_cast<const uint8_t*>(xv);
+  float sum[kTok] = {};
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i q = _mm256_or_si256(UnpackNibbles(w[i].qs), Bits5(w[i].qh));
+    const float dw = Fp16ToFp32Fast(w[i].d);
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_0& b = XBlock<BlockQ8_0>(x, xs, t, i);
+      const __m256i y = Load32(b.qs);
+      const __m256i l = _mm256_sub_epi32(DotBytes(q, y), _mm256_slli_epi32(DotBytes(ones, y), 4));
+      sum[t] = AddBlock(sum[t], dw, Fp16ToFp32Fast(b.d), HsumEpi32(l));
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+template <typename W, bool kFive>
+void DotNQx_1(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
+  const W* w = static_cast<const W*>(wv);
+  const uint8_t* x = static_cast<const uint8_t*>(xv);
+  float sum[kTok] = {};
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    __m256i q = UnpackNibbles(w[i].qs);
+    if constexpr (kFive) q = _mm256_or_si256(q, Bits5(w[i].qh));
+    const float dw = Fp16ToFp32Fast(w[i].d), mw = Fp16ToFp32Fast(w[i].m);
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_1& b = XBlock<BlockQ8_1>(x, xs, t, i);
+      sum[t] = AddBlockMin(sum[t], dw, Fp16ToFp32Fast(b.d), HsumEpi32(DotBytes(q, Load32(b.qs))), mw,
+                           Fp16ToFp32Fast(b.s));
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+template <typename W, bool kFive>
+void DotNQK(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
+  const W* w = static_cast<const W*>(wv);
+  const uint8_t* x = static_cast<const uint8_t*>(xv);
+  float sum[kTok] = {};
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    __m256i v[8], sc[8];
+    const __m256i h = kFive ? Load32(reinterpret_cast<const BlockQ5_K&>(w[i]).qh) : _mm256_setzero_si256();
+    const uint8_t* qs = kFive ? reinterpret_cast<const BlockQ5_K&>(w[i]).qs
+                              : reinterpret_cast<const BlockQ4_K&>(w[i]).qs;
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = Load32(qs + 32 * c);
+      v[2 * c] = _mm256_and_si256(q, m4);
+      v[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if (kFive) {
+        const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+        v[2 * c] = _mm256_or_si256(v[2 * c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
+        v[2 * c + 1] =
+            _mm256_or_si256(v[2 * c + 1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
+      }
+      sc[2 * c] = _mm256_set1_epi32(k.sc[2 * c]);
+      sc[2 * c + 1] = _mm256_set1_epi32(k.sc[2 * c + 1]);
+    }
+    const float dw = Fp16ToFp32Fast(w[i].d), dmin = Fp16ToFp32Fast(w[i].dmin);
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
+      __m256i acc = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(DotBytes(v[j], Load32(b.qs + 32 * j)), sc[j]));
+      }
+      sum[t] = AddSuperBlock(sum[t], b.d, dw, dmin, HsumEpi32(acc), MinSum(k, b.bsums));
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+void DotNQ6_K(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wv);
+  const uint8_t* x = static_cast<const uint8_t*>(xv);
+  float sum[kTok] = {};
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    __m256i v[8], sv[8];
+    const uint8_t* ql = w[i].ql;
+    const uint8_t* qh = w[i].qh;
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+      const int8_t* sc = w[i].scales + 8 * half;
+      const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
+      __m256i* q = v + 4 * half;
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+      for (int g = 0; g < 4; ++g) {
+        sv[4 * half + g] = _mm256_setr_epi32(sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g + 1],
+                                             sc[2 * g + 1], sc[2 * g + 1], sc[2 * g + 1]);
+      }
+    }
+    const float dw = Fp16ToFp32Fast(w[i].d);
+    for (int t = 0; t < T; ++t) {
+      const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
+      __m256i acc = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(DotBytes(v[j], Load32(b.qs + 32 * j)), sv[j]));
+      }
+      const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, b.bsums);
+      sum[t] = AddBlock(sum[t], b.d, dw, isum);
+    }
+  }
+  for (int t = 0; t < T; ++t) out[t] = sum[t];
+}
+
+}  // namespace
+
+#define PICE_DOT_N(f) f
+#else
+#define PICE_DOT_N(f) nullptr
+#endif  // SIMD
+
+#if !defined(PICE_KERNELS_AVX512VNNI) && !defined(PICE_KERNELS_AVX2)  // no SIMD kernel: the references
 
 float DotQ4_1Q8_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n) { return ref::DotQ4_1Q8_1(w, x, n); }
 float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) { return ref::DotQ5_0Q8_0(w, x, n); }
@@ -395,13 +530,15 @@ constexpr auto kBf16Bytes = &ActBytes<1, 2>;
 const DotKernel* KernelFor(gguf::GgmlType type, bool reference) {
   using gguf::GgmlType;
   static const DotKernel kFast[] = {
-      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ4_1, BlockQ8_1, DotQ4_1Q8_1>},
-      {kQ8_0, kQ8_0Bytes, &DotAs<BlockQ5_0, BlockQ8_0, DotQ5_0Q8_0>},
-      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ5_1, BlockQ8_1, DotQ5_1Q8_1>},
-      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, DotQ4_KQ8_K>},
-      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, DotQ5_KQ8_K>},
-      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ6_K, BlockQ8_K, DotQ6_KQ8_K>},
-      {QuantizeBf16, kBf16Bytes, &DotAs<uint16_t, uint16_t, DotBf16Bf16>},
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ4_1, BlockQ8_1, DotQ4_1Q8_1>,
+       PICE_DOT_N((&DotNQx_1<BlockQ4_1, false>))},
+      {kQ8_0, kQ8_0Bytes, &DotAs<BlockQ5_0, BlockQ8_0, DotQ5_0Q8_0>, PICE_DOT_N(&DotNQ5_0)},
+      {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ5_1, BlockQ8_1, DotQ5_1Q8_1>,
+       PICE_DOT_N((&DotNQx_1<BlockQ5_1, true>))},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, DotQ4_KQ8_K>, PICE_DOT_N((&DotNQK<BlockQ4_K, false>))},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, DotQ5_KQ8_K>, PICE_DOT_N((&DotNQK<BlockQ5_K, true>))},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ6_K, BlockQ8_K, DotQ6_KQ8_K>, PICE_DOT_N(&DotNQ6_K)},
+      {QuantizeBf16, kBf16Bytes, &DotAs<uint16_t, uint16_t, DotBf16Bf16>, nullptr},
   };
   static const DotKernel kRef[] = {
       {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ4_1, BlockQ8_1, ref::DotQ4_1Q8_1>},

@@ -137,6 +137,10 @@ struct DotKernel {
   void (*quantize)(const float* x, void* y, int64_t k);
   int64_t (*act_bytes)(int64_t k);
   float (*dot)(const void* w, const void* x, int64_t n);
+  // Optional: one weight row with n_tok <= 16 tokens' activations (token t at x + t *
+  // x_stride), out[t] bit-identical to dot(w, x + t * x_stride, n).
+  void (*dot_n)(const void* w, const void* x, int64_t x_stride, int n_tok, int64_t n,
+                float* out) = nullptr;
 };
 const DotKernel* KernelFor(gguf::GgmlType type, bool reference = false);
 

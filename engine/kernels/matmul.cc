@@ -125,10 +125,18 @@ void MatMulKernel(const DotKernel& k, const Matrix& w, const float* x, int64_t n
   });
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   ForRows(pool, rows, [&](int64_t r0, int64_t r1) {
+    float out[16];
     for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        y[t * rows + r] = k.dot(wd + r * w.row_bytes, xq + t * act, cols);
+      const uint8_t* row = wd + r * w.row_bytes;
+      if (k.dot_n != nullptr && n_tokens > 1) {
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += 16) {
+          const int nt = static_cast<int>(std::min<int64_t>(16, n_tokens - t0));
+          k.dot_n(row, xq + t0 * act, act, nt, cols, out);
+          for (int t = 0; t < nt; ++t) y[(t0 + t) * rows + r] = out[t];
+        }
+        continue;
       }
+      for (int64_t t = 0; t < n_tokens; ++t) y[t * rows + r] = k.dot(row, xq + t * act, cols);
     }
   });
 }
