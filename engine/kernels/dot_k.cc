@@ -33,6 +33,12 @@ inline float AddBlockMin(float sumf, float dw, float dx, int32_t isum, float m, 
 inline float AddSuperBlock(float sumf, float dx, float dw, float dmin, int32_t isum, int32_t msum) {
   return sumf + ((dx * dw) * static_cast<float>(isum) - (dx * dmin) * static_cast<float>(msum));
 }
+// Q5_0 sums each block's products in 8 lanes (lane l: elements 4l..4l+3, the grouping of
+// the SIMD byte dot), accumulates each lane in float, and adds the lanes at the end in the
+// order of HsumPs256.
+inline float ReduceLanesF(const float* a) {
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
 inline float ReduceLanes(const double* a) {
   return static_cast<float>(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
 }
@@ -95,12 +101,21 @@ int32_t Q5BlockSum(const Block& b, const int8_t* y) {
 }  // namespace
 
 float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) {
-  float sumf = 0;
+  float acc[8] = {};
   for (int64_t i = 0; i < n / kQK; ++i) {
-    sumf = AddBlock(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d),
-                    Q5BlockSum<BlockQ5_0, false>(w[i], x[i].qs));
+    uint32_t qh;
+    std::memcpy(&qh, w[i].qh, 4);
+    const float d = Fp16ToFp32Fast(w[i].d) * Fp16ToFp32Fast(x[i].d);
+    for (int l = 0; l < 8; ++l) {
+      int32_t isum = 0;
+      for (int e = 4 * l; e < 4 * l + 4; ++e) {
+        const int nib = e < 16 ? (w[i].qs[e] & 0x0F) : (w[i].qs[e - 16] >> 4);
+        isum += ((nib | Bit5(qh, e)) - 16) * x[i].qs[e];
+      }
+      acc[l] = acc[l] + d * static_cast<float>(isum);
+    }
   }
-  return sumf;
+  return ReduceLanesF(acc);
 }
 
 float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) {
@@ -191,6 +206,7 @@ float DotBf16Bf16(const uint16_t* w, const uint16_t* x, int64_t n) {
 namespace {
 
 using internal::DotBytes;
+using internal::HsumPs256;
 using internal::UnpackNibbles;
 
 inline int32_t HsumEpi32(__m256i v) {
@@ -230,14 +246,16 @@ float DotQ4_1Q8_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n) {
 }
 
 float DotQ5_0Q8_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t n) {
-  float sumf = 0;
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < n / kQK; ++i) {
     const __m256i q = _mm256_or_si256(UnpackNibbles(w[i].qs), Bits5(w[i].qh));
     const __m256i y = Load32(x[i].qs);
-    const int32_t isum = HsumEpi32(DotBytes(q, y)) - 16 * SumBytes(y);
-    sumf = AddBlock(sumf, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(x[i].d), isum);
+    const __m256i l = _mm256_sub_epi32(DotBytes(q, y), _mm256_slli_epi32(DotBytes(ones, y), 4));
+    const __m256 d = _mm256_set1_ps(Fp16ToFp32Fast(w[i].d) * Fp16ToFp32Fast(x[i].d));
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(l)));
   }
-  return sumf;
+  return HsumPs256(acc);
 }
 
 float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) {
@@ -367,7 +385,8 @@ inline const X& XBlock(const uint8_t* x, int64_t xs, int t, int64_t i) {
 void DotNQ5_0(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
   const BlockQ5_0* w = static_cast<const BlockQ5_0*>(wv);
   const uint8_t* x = static_cast<const uint8_t*>(xv);
-  float sum[kTok] = {};
+  __m256 acc[kTok];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < n / kQK; ++i) {
     const __m256i q = _mm256_or_si256(UnpackNibbles(w[i].qs), Bits5(w[i].qh));
@@ -376,10 +395,11 @@ void DotNQ5_0(const void* wv, const void* xv, int64_t xs, int T, int64_t n, floa
       const BlockQ8_0& b = XBlock<BlockQ8_0>(x, xs, t, i);
       const __m256i y = Load32(b.qs);
       const __m256i l = _mm256_sub_epi32(DotBytes(q, y), _mm256_slli_epi32(DotBytes(ones, y), 4));
-      sum[t] = AddBlock(sum[t], dw, Fp16ToFp32Fast(b.d), HsumEpi32(l));
+      const __m256 d = _mm256_set1_ps(dw * Fp16ToFp32Fast(b.d));
+      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, _mm256_cvtepi32_ps(l)));
     }
   }
-  for (int t = 0; t < T; ++t) out[t] = sum[t];
+  for (int t = 0; t < T; ++t) out[t] = HsumPs256(acc[t]);
 }
 
 template <typename W, bool kFive>
