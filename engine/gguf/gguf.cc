@@ -233,8 +233,11 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
     }
     f->base_ = static_cast<const uint8_t*>(p);
     f->mapped_ = true;
-    // Weights are read front to back on every token: ask for read-ahead.
+    // Weights are read front to back on every token: ask for read-ahead. No huge-page
+    // mappings: reading one tensor in place would map the whole 2 MB around it, and with
+    // it the pages of a neighbour whose packed copy already replaced them (Release).
     madvise(p, f->size_, MADV_WILLNEED);
+    madvise(p, f->size_, MADV_NOHUGEPAGE);
   }
   f->fd_ = fd;
   absl::Status s = f->ParseImpl();

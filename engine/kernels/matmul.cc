@@ -145,7 +145,13 @@ void MatMulKernel(const DotKernel& k, const Matrix& w, const float* x, int64_t n
 
 void MatMul(const Matrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
-  if (const DotKernel* k = KernelFor(w.type)) {
+#if defined(PICE_KERNELS_AVX512VNNI)
+  // Q5_0 goes through the AVX-512 tiles like Q4_0 (its DotKernel is the other builds').
+  const bool tiles = w.type == gguf::GgmlType::kQ5_0;
+#else
+  const bool tiles = false;
+#endif
+  if (const DotKernel* k = KernelFor(w.type); k != nullptr && !tiles) {
     MatMulKernel(*k, w, x, n_tokens, y, pool);
     return;
   }

@@ -41,19 +41,45 @@ namespace {
 // qs of a block, as vectors g whose dword lane r holds 4 bytes of row r:
 //   Q8_0: 8 vectors, g = bytes 4g..4g+3 as unsigned (w ^ 0x80), 512 bytes;
 //   Q4_0: 4 vectors, g = packed bytes 4g..4g+3 (low nibbles: elements 4g..4g+3, high
-//         nibbles: elements 16+4g..16+4g+3), 256 bytes, unpacked in the kernel.
-// So a tile has the file's bytes (Q4_0 exactly, Q8_0 plus nothing: 34 bytes per row and
-// block either way), plus one pair's padding for an odd block count.
+//         nibbles: elements 16+4g..16+4g+3), 256 bytes, unpacked in the kernel;
+//   Q5_0: Q4_0's 4 vectors, then one vector of each row's 32 fifth bits rearranged
+//         (Q5Bits) so that the kernel moves the 4 bits of group g to bit 4 of their bytes
+//         with one shift and one mask; 320 bytes.
+// So a tile has the file's bytes (Q4_0 and Q5_0 exactly, Q8_0 plus nothing: 34 bytes per
+// row and block either way), plus one pair's padding for an odd block count.
+// Kinds (template parameter kK): 0 = Q8_0, 1 = Q4_0, 2 = Q5_0.
 constexpr int kTileRows = static_cast<int>(kPackTileRows);
 constexpr int kMaxTokens = 8;   // tokens per register block
 constexpr int kGroupTiles = 4;  // tiles per group: the weights reused across token blocks
 
-template <bool kQ4>
-constexpr int64_t kQsBytes = kQ4 ? 256 : 512;
-template <bool kQ4>
-constexpr int64_t kPairBytes = 2 * kQsBytes<kQ4> + 64;
+template <int kK>
+constexpr int64_t kQsBytes = kK == 0 ? 512 : kK == 1 ? 256 : 320;
+template <int kK>
+constexpr int64_t kPairBytes = 2 * kQsBytes<kK> + 64;
 
-int64_t TileBytes(bool q4, int64_t nb) { return (nb + 1) / 2 * (q4 ? kPairBytes<true> : kPairBytes<false>); }
+int64_t TileBytes(int kind, int64_t nb) {
+  const int64_t pair = kind == 0 ? kPairBytes<0> : kind == 1 ? kPairBytes<1> : kPairBytes<2>;
+  return (nb + 1) / 2 * pair;
+}
+
+// The kind of a packed weight type; -1 when the tiles do not take it.
+int KindOf(gguf::GgmlType t) {
+  return t == gguf::GgmlType::kQ8_0 ? 0 : t == gguf::GgmlType::kQ4_0 ? 1 : t == gguf::GgmlType::kQ5_0 ? 2 : -1;
+}
+
+// A Q5_0 row's fifth bits (bit e = element e) rearranged: element 4g+b (b < 4) at bit
+// 8b+4+g, element 16+4g+b at bit 8b+g. Then (w >> g) & 0x10101010 holds group g's low
+// elements' bits at bit 4 of bytes 0..3, and (w << (4-g)) & 0x10101010 the high ones'.
+uint32_t Q5Bits(uint32_t qh) {
+  uint32_t w = 0;
+  for (int g = 0; g < 4; ++g) {
+    for (int b = 0; b < 4; ++b) {
+      w |= ((qh >> (4 * g + b)) & 1u) << (8 * b + 4 + g);
+      w |= ((qh >> (16 + 4 * g + b)) & 1u) << (8 * b + g);
+    }
+  }
+  return w;
+}
 
 thread_local ScratchBuffer g_act_scratch;   // activations, on the calling thread
 thread_local ScratchBuffer g_tile_scratch;  // tiles packed per call, per thread
@@ -111,15 +137,18 @@ QActs PrepareQActs(const float* x, int64_t nt, int64_t cols, int32_t offset, Thr
 }
 
 // Packs rows [0, n_rows) (n_rows <= 16) of the matrix at w0 into `tile` (layout above).
-template <bool kQ4>
+template <int kK>
 void PackTile(const uint8_t* w0, int64_t row_bytes, int64_t nb, int64_t n_rows, uint8_t* tile) {
-  constexpr int64_t kQs = kQsBytes<kQ4>, kPair = kPairBytes<kQ4>;
+  constexpr int64_t kQs = kQsBytes<kK>, kPair = kPairBytes<kK>;
+  constexpr bool kQ4 = kK != 0;
   const __mmask16 m = RowMask(n_rows);
   const __m512i idx = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
       _mm512_set1_epi32(static_cast<int32_t>(row_bytes)));
   const __m512i zero = _mm512_setzero_si512();
-  const int64_t block_bytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const int64_t block_bytes =
+      kK == 0 ? sizeof(BlockQ8_0) : kK == 1 ? sizeof(BlockQ4_0) : sizeof(BlockQ5_0);
+  const int64_t qs_at = kK == 2 ? 6 : 2;  // the nibbles (or bytes) after d (and qh)
   for (int64_t k = 0; k < nb; ++k) {
     const uint8_t* b = w0 + k * block_bytes;
     uint8_t* qs = tile + (k >> 1) * kPair + (k & 1) * kQs;
@@ -127,8 +156,14 @@ void PackTile(const uint8_t* w0, int64_t row_bytes, int64_t nb, int64_t n_rows, 
     // 4 bytes from the start of each block: the FP16 scale in the low half.
     const __m512i d16 = _mm512_mask_i32gather_epi32(zero, m, idx, b, 1);
     _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm512_cvtepi32_epi16(d16));
-    for (int g = 0; g < kQs / 64; ++g) {
-      const __m512i v = _mm512_mask_i32gather_epi32(zero, m, idx, b + 2 + 4 * g, 1);
+    if constexpr (kK == 2) {
+      alignas(64) uint32_t qh[16];
+      _mm512_store_si512(qh, _mm512_mask_i32gather_epi32(zero, m, idx, b + 2, 1));
+      for (int r = 0; r < 16; ++r) qh[r] = Q5Bits(qh[r]);
+      _mm512_store_si512(qs + 256, _mm512_load_si512(qh));
+    }
+    for (int g = 0; g < (kK == 0 ? 8 : 4); ++g) {
+      const __m512i v = _mm512_mask_i32gather_epi32(zero, m, idx, b + qs_at + 4 * g, 1);
       _mm512_store_si512(qs + 64 * g,
                          kQ4 ? v : _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80))));
     }
@@ -144,10 +179,10 @@ void PackTile(const uint8_t* w0, int64_t row_bytes, int64_t nb, int64_t n_rows, 
 // y[t * ldy + 16j + i] = dot(row i of tile j, token t0 + t). The rows of tile NT-1 are
 // stored under `last_mask`. With pf_dist != 0, every line read is also prefetched (into
 // L2) pf_dist bytes further on.
-template <bool kQ4, int NT, int T>
+template <int kK, int NT, int T>
 void TileKernel(const uint8_t* tile, int64_t tile_bytes, int64_t nb, const QActs& a, int64_t t0,
                 float* y, int64_t ldy, __mmask16 last_mask, int64_t pf_dist) {
-  constexpr int64_t kQs = kQsBytes<kQ4>, kPair = kPairBytes<kQ4>;
+  constexpr int64_t kQs = kQsBytes<kK>, kPair = kPairBytes<kK>;
   __m512 out[NT][T];
 #pragma GCC unroll 4
   for (int j = 0; j < NT; ++j)
@@ -177,8 +212,13 @@ void TileKernel(const uint8_t* tile, int64_t tile_bytes, int64_t nb, const QActs
 #pragma GCC unroll 4
       for (int j = 0; j < NT; ++j) acc[j][t] = c;
     }
-    if constexpr (kQ4) {
+    if constexpr (kK != 0) {
       const __m512i m = _mm512_set1_epi8(0x0F);
+      [[maybe_unused]] __m512i h5[NT];
+      if constexpr (kK == 2) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; ++j) h5[j] = _mm512_load_si512(pair + j * tile_bytes + qoff + 256);
+      }
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
         __m512i lo[NT], hi[NT];
@@ -188,6 +228,11 @@ void TileKernel(const uint8_t* tile, int64_t tile_bytes, int64_t nb, const QActs
           PICE_PREFETCH_LINE(j, g)
           lo[j] = _mm512_and_si512(v, m);
           hi[j] = _mm512_and_si512(_mm512_srli_epi32(v, 4), m);
+          if constexpr (kK == 2) {
+            const __m512i b4 = _mm512_set1_epi8(0x10);
+            lo[j] = _mm512_or_si512(lo[j], _mm512_and_si512(_mm512_srl_epi32(h5[j], _mm_cvtsi32_si128(g)), b4));
+            hi[j] = _mm512_or_si512(hi[j], _mm512_and_si512(_mm512_sll_epi32(h5[j], _mm_cvtsi32_si128(4 - g)), b4));
+          }
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
@@ -252,23 +297,23 @@ using TileKernelFn = void (*)(const uint8_t*, int64_t, int64_t, const QActs&, in
 // as many float accumulators).
 constexpr int TilesFor(int T) { return T <= 2 ? 4 : T <= 4 ? 2 : 1; }
 
-template <bool kQ4, int NT, int... Ts>
+template <int kK, int NT, int... Ts>
 constexpr std::array<TileKernelFn, kMaxTokens + 1> KernelRow(std::integer_sequence<int, Ts...>) {
-  return {nullptr, (TilesFor(Ts + 1) >= NT ? &TileKernel<kQ4, NT, Ts + 1> : nullptr)...};
+  return {nullptr, (TilesFor(Ts + 1) >= NT ? &TileKernel<kK, NT, Ts + 1> : nullptr)...};
 }
 
-// kKernels[q4][log2 NT][T]
-template <bool kQ4>
+// kKernels<kind>[log2 NT][T]
+template <int kK>
 constexpr std::array<std::array<TileKernelFn, kMaxTokens + 1>, 3> kKernels = {
-    KernelRow<kQ4, 1>(std::make_integer_sequence<int, kMaxTokens>()),
-    KernelRow<kQ4, 2>(std::make_integer_sequence<int, kMaxTokens>()),
-    KernelRow<kQ4, 4>(std::make_integer_sequence<int, kMaxTokens>())};
+    KernelRow<kK, 1>(std::make_integer_sequence<int, kMaxTokens>()),
+    KernelRow<kK, 2>(std::make_integer_sequence<int, kMaxTokens>()),
+    KernelRow<kK, 4>(std::make_integer_sequence<int, kMaxTokens>())};
 
-template <bool kQ4>
+template <int kK>
 void GemmQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
   const int64_t rows = w.rows, nb = a.nb, nt = a.nt;
   const int64_t n_tiles = (rows + kTileRows - 1) / kTileRows;
-  const int64_t tb = TileBytes(kQ4, nb);
+  const int64_t tb = TileBytes(kK, nb);
   const uint8_t* packed = w.packed != nullptr ? w.packed->data : nullptr;
   const int nth = pool ? pool->size() : 1;
   // ~8 tasks per thread for balance on a shared machine, in whole groups.
@@ -299,7 +344,7 @@ void GemmQuant(const Matrix& w, const QActs& a, float* y, ThreadPool* pool) {
             // The first token block reads the tiles from memory: it prefetches the
             // tiles that the next call will read (n further on), when they exist.
             const bool pf = packed != nullptr && t0 == 0 && g0 + j + 2 * n <= n_tiles;
-            kKernels<kQ4>[lg][T](group + j * tb, tb, nb, a, t0, y + t0 * rows + (g0 + j) * kTileRows,
+            kKernels<kK>[lg][T](group + j * tb, tb, nb, a, t0, y + t0 * rows + (g0 + j) * kTileRows,
                                  rows, mask, pf ? n * tb : 0);
           }
         }
@@ -387,23 +432,21 @@ void MatMulFloat(const Matrix& w, const float* xs, int64_t nt, float* y, ThreadP
 }  // namespace
 
 int64_t PackedTileBytes(gguf::GgmlType type, int64_t cols) {
-  if (type == gguf::GgmlType::kQ8_0) return TileBytes(false, cols / kQK);
-  if (type == gguf::GgmlType::kQ4_0) return TileBytes(true, cols / kQK);
-  return 0;
+  const int kind = KindOf(type);
+  return kind < 0 ? 0 : TileBytes(kind, cols / kQK);
 }
 
 void PackTiles(const Matrix& w, int64_t tile_begin, int64_t tile_end, uint8_t* dst) {
-  const bool q4 = w.type == gguf::GgmlType::kQ4_0;
-  const int64_t nb = w.cols / kQK, tb = TileBytes(q4, nb);
+  const int kind = KindOf(w.type);
+  const int64_t nb = w.cols / kQK, tb = TileBytes(kind, nb);
   const uint8_t* wd = static_cast<const uint8_t*>(w.data);
   for (int64_t i = tile_begin; i < tile_end; ++i) {
     const int64_t r0 = i * kTileRows, n_rows = std::min<int64_t>(kTileRows, w.rows - r0);
     uint8_t* tile = dst + (i - tile_begin) * tb;
-    if (q4) {
-      PackTile<true>(wd + r0 * w.row_bytes, w.row_bytes, nb, n_rows, tile);
-    } else {
-      PackTile<false>(wd + r0 * w.row_bytes, w.row_bytes, nb, n_rows, tile);
-    }
+    const uint8_t* src = wd + r0 * w.row_bytes;
+    if (kind == 0) PackTile<0>(src, w.row_bytes, nb, n_rows, tile);
+    if (kind == 1) PackTile<1>(src, w.row_bytes, nb, n_rows, tile);
+    if (kind == 2) PackTile<2>(src, w.row_bytes, nb, n_rows, tile);
   }
 }
 
@@ -411,14 +454,18 @@ void MatMulAvx512(const Matrix& w, const float* x, int64_t n_tokens, float* y,
                   ThreadPool* pool) {
   switch (w.type) {
     case gguf::GgmlType::kQ8_0:
-    case gguf::GgmlType::kQ4_0: {
-      const bool q4 = w.type == gguf::GgmlType::kQ4_0;
+    case gguf::GgmlType::kQ4_0:
+    case gguf::GgmlType::kQ5_0: {
+      const int kind = KindOf(w.type);
       if (w.packed != nullptr &&
           (w.packed->type != w.type || w.packed->rows != w.rows || w.packed->cols != w.cols)) {
         std::abort();  // packed from another matrix
       }
-      const QActs a = PrepareQActs(x, n_tokens, w.cols, q4 ? 8 : 128, pool);
-      q4 ? GemmQuant<true>(w, a, y, pool) : GemmQuant<false>(w, a, y, pool);
+      // The weights' offset (stored unsigned): Q8_0 bytes ^ 0x80, Q4_0 - 8, Q5_0 - 16.
+      const QActs a = PrepareQActs(x, n_tokens, w.cols, kind == 0 ? 128 : kind == 1 ? 8 : 16, pool);
+      if (kind == 0) GemmQuant<0>(w, a, y, pool);
+      if (kind == 1) GemmQuant<1>(w, a, y, pool);
+      if (kind == 2) GemmQuant<2>(w, a, y, pool);
       return;
     }
     case gguf::GgmlType::kF16: {
