@@ -82,7 +82,7 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
         QueryResult r;
         double first = -1;
         std::string answer;
-        grpc::Status s = RunQuery(stub, req, timeout_s, [&](const v1::QueryEvent& ev) {
+        grpc::Status s = RunQuery(stub, req, timeout_s, "", [&](const v1::QueryEvent& ev) {
           if (first < 0 && (ev.has_delta() || ev.has_expansion() || ev.has_answer())) {
             first = Ms(Clock::now() - start);
           }

@@ -95,7 +95,7 @@ Outcome Ask(v1::Pice::Stub* stub, const std::string& prompt, v1::Route route) {
   req.set_prompt(prompt);
   req.set_route(route);
   Outcome o;
-  grpc::Status s = RunQuery(stub, req, 120, [&](const v1::QueryEvent& ev) {
+  grpc::Status s = RunQuery(stub, req, 120, "", [&](const v1::QueryEvent& ev) {
     if (ev.has_answer()) o.answer = ev.answer();
     if (ev.has_expansion()) o.expansions.push_back(ev.expansion());
     if (ev.has_route()) ++o.route_events;

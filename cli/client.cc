@@ -162,8 +162,10 @@ std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target) {
 }
 
 grpc::Status RunQuery(v1::Pice::Stub* stub, const v1::QueryRequest& request, double timeout_s,
+                      const std::string& api_key,
                       const std::function<void(const v1::QueryEvent&)>& on_event) {
   grpc::ClientContext ctx;
+  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
   if (timeout_s > 0) {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6)));

@@ -39,8 +39,10 @@ class EventPrinter {
 std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target);
 
 // Runs one query and calls `on_event` for each event (on the calling thread). Returns the
-// call's final status. `timeout_s` <= 0: no deadline.
+// call's final status. `timeout_s` <= 0: no deadline. `api_key` (when not empty) goes as
+// `authorization: Bearer KEY`.
 grpc::Status RunQuery(v1::Pice::Stub* stub, const v1::QueryRequest& request, double timeout_s,
+                      const std::string& api_key,
                       const std::function<void(const v1::QueryEvent&)>& on_event);
 
 }  // namespace pice::cli

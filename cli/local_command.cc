@@ -18,7 +18,7 @@ namespace pice::cli {
 int RunLocal(const std::vector<std::string>& args) {
   // Before any thread starts, so that the serving mode can wait for SIGINT/SIGTERM.
   BlockShutdownSignals();
-  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port"}),
+  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port", "api-keys"}),
                        {"json", "print-config"});
   if (!a.ok()) return Fail("local", std::string(a.status().message()), 2);
   if (a->Flag("print-config")) {
@@ -48,6 +48,7 @@ int RunLocal(const std::vector<std::string>& args) {
   auto http_port = a->Int("http-port", -1, -1, 65535);
   if (!http_port.ok()) return Fail("local", std::string(http_port.status().message()), 2);
   lo.http_port = static_cast<int>(*http_port);
+  lo.api_keys_file = a->Str("api-keys");
   auto stack = LocalStack::Start(lo);
   if (!stack.ok()) return Fail("local", std::string(stack.status().message()));
 

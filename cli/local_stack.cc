@@ -159,6 +159,11 @@ class LocalStackImpl final : public LocalStack {
     PICE_ASSIGN_OR_RETURN(ConfigNode full,
                           ConfigNode::LoadString(sched_yaml, name + " (scheduler section)", base));
     PICE_ASSIGN_OR_RETURN(sched_options_, scheduler::ParseSchedulerOptions(full));
+    if (!o.api_keys_file.empty()) {
+      // As api_keys_file in the config; checked the same way (errors name the file:line).
+      PICE_RETURN_IF_ERROR(scheduler::ApiKeys::Load(o.api_keys_file).status());
+      sched_options_.api_keys_file = o.api_keys_file;
+    }
     PICE_ASSIGN_OR_RETURN(address_, AddSchedulerImpl(sched_options_, o.port));
     if (o.http_port >= 0) {
       PICE_ASSIGN_OR_RETURN(http_port_, schedulers_.front()->ServeHttp(

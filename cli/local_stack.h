@@ -20,6 +20,7 @@ struct LocalOptions {
   int port = 50051;         // the scheduler's port on 127.0.0.1; 0 = a free port
   std::string models_dir;   // "" = search PICE_MODELS_DIR, ./models, <exe>/../models, ...
   int http_port = -1;       // the OpenAI HTTP API on 127.0.0.1; 0 = a free port; -1 = off
+  std::string api_keys_file;  // "" = no keys (scheduler/api_keys.h)
 };
 
 // Where the bundled models are: `flag` when set (any directory: a --config may name

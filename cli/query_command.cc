@@ -1,5 +1,6 @@
 // pice query: sends one question to a scheduler and prints the events as they arrive.
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace pice::cli {
 absl::StatusOr<QueryFlags> ParseQueryFlags(const Args& a) {
   QueryFlags q;
   v1::QueryRequest& r = q.request;
+  q.api_key = a.Str("api-key");
+  if (const char* env = std::getenv("PICE_API_KEY"); q.api_key.empty() && env != nullptr) q.api_key = env;
   const std::string route = a.Str("route", "auto");
   if (route == "auto") {
     r.set_route(v1::ROUTE_AUTO);
@@ -65,7 +68,7 @@ int SendQuery(const std::string& cmd, const std::string& target, const QueryFlag
   auto stub = v1::Pice::NewStub(MakeClientChannel(target));
   EventPrinter printer(stdout, q.json);
   bool answered = false;
-  grpc::Status s = RunQuery(stub.get(), q.request, q.timeout_s, [&](const v1::QueryEvent& ev) {
+  grpc::Status s = RunQuery(stub.get(), q.request, q.timeout_s, q.api_key, [&](const v1::QueryEvent& ev) {
     answered = answered || ev.has_answer();
     printer.Print(ev);
   });

@@ -15,12 +15,13 @@ struct QueryFlags {
   v1::QueryRequest request;  // prompt = the positional words joined by spaces
   bool json = false;
   double timeout_s = 120;    // 0 = no deadline
+  std::string api_key;       // --api-key, else $PICE_API_KEY; sent as authorization: Bearer
 };
 
 // The value flags a query takes (--route, --max-tokens, ...) plus `extra`.
 inline std::set<std::string> QueryValueFlags(std::set<std::string> extra) {
   for (const char* f : {"route", "max-tokens", "temperature", "top-p", "top-k", "seed", "stop",
-                        "max-points", "category", "request-id", "timeout"}) {
+                        "max-points", "category", "request-id", "timeout", "api-key"}) {
     extra.insert(f);
   }
   return extra;

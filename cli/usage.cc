@@ -41,9 +41,11 @@ constexpr Command kCommands[] = {
     {"query", false,
      "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
      "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
-     "            [--max-points N] [--category C] [--timeout SECONDS] QUESTION\n"},
+     "            [--max-points N] [--category C] [--timeout SECONDS]\n"
+     "            [--api-key KEY (or $PICE_API_KEY)] QUESTION\n"},
     {"local", false,
-     "  local     [--config FILE] [--port P] [--http-port P] [--models DIR] [--log-level L]\n"
+     "  local     [--config FILE] [--port P] [--http-port P] [--api-keys FILE] [--models DIR]\n"
+     "            [--log-level L]\n"
      "            [--print-config]\n"
      "            [query flags] [QUESTION]\n"
      "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"

@@ -51,7 +51,7 @@ target_link_libraries(pice_cloud PUBLIC pice_node)
 pice_folder_library(pice_edge edge)
 target_link_libraries(pice_edge PUBLIC pice_node)
 pice_folder_library(pice_scheduler scheduler)
-target_link_libraries(pice_scheduler PUBLIC pice_common)
+target_link_libraries(pice_scheduler PUBLIC pice_common OpenSSL::Crypto)
 # Everything, for the pice CLI and the tests.
 add_library(pice_services INTERFACE)
 target_link_libraries(pice_services INTERFACE pice_cloud pice_edge pice_scheduler)

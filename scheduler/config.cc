@@ -1,5 +1,7 @@
 #include "scheduler/config.h"
 
+#include "scheduler/api_keys.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -17,7 +19,7 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 }  // namespace
 
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
-  PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "cloud",
+  PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "api_keys_file", "cloud",
                                        "edges", "policy", "policy_file",
                                        "escalation", "limits", "timeouts", "answer", "health",
                                        "degraded"}));
@@ -29,6 +31,12 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
     PICE_RETURN_IF_ERROR(CheckAddress(root, "http_listen", o.http_listen));
   }
   PICE_RETURN_IF_ERROR(root.ReadInt("http_max_body_bytes", &o.http_max_body_bytes, 1024, 1 << 28));
+  if (root.Has("api_keys_file")) {
+    PICE_RETURN_IF_ERROR(root.ReadPath("api_keys_file", &o.api_keys_file));
+    if (auto keys = ApiKeys::Load(o.api_keys_file); !keys.ok()) {
+      return root.ChildError("api_keys_file", std::string(keys.status().message()));
+    }
+  }
   PICE_RETURN_IF_ERROR(root.Require("cloud"));
   PICE_RETURN_IF_ERROR(root.ReadString("cloud", &o.cloud, false));
   PICE_RETURN_IF_ERROR(CheckAddress(root, "cloud", o.cloud));

@@ -1,6 +1,7 @@
 // scheduler.yaml: the scheduler's options, filled by one loader.
 //
 //   listen: 0.0.0.0:50051          # host:port; port 0 picks a free port
+//   api_keys_file: keys.txt        # optional: every query needs a listed key (scheduler/api_keys.h)
 //   http_listen: 0.0.0.0:8080      # OpenAI-compatible HTTP API (scheduler/http_server.h);
 //                                  # absent = off
 //   http_max_body_bytes: 1048576   # larger request bodies: 413
@@ -61,6 +62,7 @@ struct EdgeAddress {
 struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string http_listen;            // "" = no HTTP API
+  std::string api_keys_file;          // "" = no keys: queries count per x-api-key or peer
   int http_max_body_bytes = 1 << 20;
   std::string cloud;                  // required
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud

@@ -64,6 +64,11 @@ Error FromStatus(const grpc::Status& s, int retry_after_ms) {
       }
       break;
     }
+    case grpc::StatusCode::UNAUTHENTICATED:
+      e.status = 401;
+      e.type = "invalid_request_error";
+      e.code = "invalid_api_key";
+      break;
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
       e.status = 429;
       e.type = "rate_limit_exceeded";

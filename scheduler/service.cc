@@ -15,7 +15,18 @@
 namespace pice::scheduler {
 
 PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
-    : options_(std::move(options)), registry_(registry) {}
+    : options_(std::move(options)), registry_(registry) {
+  if (!options_.api_keys_file.empty()) {
+    auto keys = ApiKeys::Load(options_.api_keys_file);
+    if (keys.ok()) {
+      keys_ = *std::move(keys);
+      spdlog::info("API keys: {} from {}", keys_->size(), options_.api_keys_file);
+    } else {
+      keys_failed_ = true;  // fail closed
+      spdlog::error("API keys: {}; every query is refused", std::string(keys.status().message()));
+    }
+  }
+}
 
 std::string PiceService::ClientKey(std::string_view api_key, std::string_view peer_host) {
   return api_key.empty() ? "peer:" + std::string(peer_host) : "key:" + std::string(api_key);
@@ -23,9 +34,14 @@ std::string PiceService::ClientKey(std::string_view api_key, std::string_view pe
 
 std::string PiceService::ClientKey(const grpc::CallbackServerContext& ctx) {
   const auto& md = ctx.client_metadata();
-  auto it = md.find("x-api-key");
-  const std::string_view key =
-      it != md.end() ? std::string_view(it->second.data(), it->second.size()) : "";
+  std::string_view key;
+  if (auto a = md.find("authorization"); a != md.end()) {
+    const std::string_view v(a->second.data(), a->second.size());
+    if (v.size() > 7 && v.substr(0, 7) == "Bearer ") key = v.substr(7);
+  }
+  if (auto it = md.find("x-api-key"); key.empty() && it != md.end()) {
+    key = std::string_view(it->second.data(), it->second.size());
+  }
   // "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555", "unix:/path": the host, as HTTP sees it.
   std::string peer = ctx.peer();
   if (const size_t scheme = peer.find(':'); scheme != std::string::npos &&
@@ -43,7 +59,7 @@ int PiceService::RetryAfterMs() const {
   return static_cast<int>(std::clamp(ms, 10.0, 5000.0));
 }
 
-bool PiceService::Admit(const std::string& client, std::string* why) {
+bool PiceService::Admit(const std::string& client, int max_per_client, std::string* why) {
   absl::MutexLock lock(&mu_);
   if (in_flight_.load() >= options_.max_concurrent_queries) {
     *why = absl::StrCat("the scheduler runs limits.max_concurrent_queries = ",
@@ -51,10 +67,12 @@ bool PiceService::Admit(const std::string& client, std::string* why) {
     return false;
   }
   int& mine = per_client_[client];
-  if (options_.max_queries_per_client > 0 && mine >= options_.max_queries_per_client) {
-    *why = absl::StrCat("this client (", client.rfind("key:", 0) == 0 ? "x-api-key" : client,
-                        ") runs limits.max_queries_per_client = ",
-                        options_.max_queries_per_client, " queries");
+  if (max_per_client > 0 && mine >= max_per_client) {
+    *why = absl::StrCat("this client (", client.rfind("key:", 0) == 0 ? "x-api-key" : client, ") runs ",
+                        client.rfind("name:", 0) == 0 && max_per_client != options_.max_queries_per_client
+                            ? "its API key's concurrent = "
+                            : "limits.max_queries_per_client = ",
+                        max_per_client, " queries");
     if (mine == 0) per_client_.erase(client);
     return false;
   }
@@ -71,7 +89,7 @@ void PiceService::Done(const std::string& client, double ms) {
   --in_flight_;
 }
 
-grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
+grpc::Status PiceService::Start(const std::string& client_in, v1::QueryRequest req,
                                 std::chrono::system_clock::time_point deadline,
                                 std::function<void(v1::QueryEvent)> emit,
                                 std::function<void(grpc::Status)> finish,
@@ -80,8 +98,28 @@ grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
     spdlog::info("refused a query: {}", std::string(s.message()));
     return ToGrpcStatus(s);
   }
+  // API keys: the key's name is the client; its limits apply; no key, no query.
+  std::string client = client_in;
+  std::optional<ApiKey> key;
+  int max_per_client = options_.max_queries_per_client;
+  if (keys_ != nullptr || keys_failed_) {
+    if (keys_ != nullptr && client.rfind("key:", 0) == 0) key = keys_->Find(client.substr(4));
+    if (!key) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "a valid API key is required (authorization: Bearer KEY or x-api-key)");
+    }
+    client = "name:" + key->name;
+    if (key->limits.concurrent > 0) max_per_client = key->limits.concurrent;
+    if (int ms = 0; !buckets_.Admit(*key, &ms)) {
+      if (retry_after_ms) *retry_after_ms = ms;
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("API key ", key->name,
+                                       ": its queries or tokens per minute are used up; retry after ",
+                                       ms, " ms"));
+    }
+  }
   std::string why;
-  if (!Admit(client, &why)) {
+  if (!Admit(client, max_per_client, &why)) {
     const int retry_ms = RetryAfterMs();
     if (retry_after_ms) *retry_after_ms = retry_ms;
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -119,7 +157,19 @@ grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
     decision.route = RouteChoice::kCloud;
     decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");
   }
-  spdlog::info("query {}: {}", req.request_id(), decision.reason);
+  spdlog::info("query {}: {}{}", req.request_id(), key ? absl::StrCat("key ", key->name, ": ") : "",
+               decision.reason);
+  if (key && key->limits.tpm > 0) {
+    // Generated tokens count against the key's tokens per minute once the answer is in.
+    emit = [this, k = *key, emit = std::move(emit)](v1::QueryEvent ev) {
+      if (ev.has_answer()) {
+        int64_t generated = 0;
+        for (const auto& t : ev.answer().tokens()) generated += t.generated_tokens();
+        buckets_.Charge(k, generated);
+      }
+      emit(std::move(ev));
+    };
+  }
 
   deadline = std::min(deadline, std::chrono::system_clock::now() +
                                     std::chrono::microseconds(

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "pice/v1/pice.grpc.pb.h"
 #include "scheduler/config.h"
+#include "scheduler/api_keys.h"
 #include "scheduler/registry.h"
 
 namespace pice::scheduler {
@@ -53,9 +54,11 @@ class PiceService final : public v1::Pice::CallbackService {
   const SchedulerOptions& options() const { return options_; }
   NodeRegistry* registry() const { return registry_; }
   // The client a query counts against, the same for every front door: "key:<api key>"
-  // when one is given, else "peer:<host address>" (no port).
+  // when one is given, else "peer:<host address>" (no port). With an API keys file
+  // (scheduler/api_keys.h) Start turns "key:..." into the key's name, or refuses it.
   static std::string ClientKey(std::string_view api_key, std::string_view peer_host);
-  // The same for a gRPC call: metadata `x-api-key`, else the peer of ctx.peer().
+  // The same for a gRPC call: metadata `authorization: Bearer K` or `x-api-key`, else the
+  // peer of ctx.peer().
   static std::string ClientKey(const grpc::CallbackServerContext& ctx);
   // The retry hint for a refused query, in milliseconds.
   int RetryAfterMs() const;
@@ -63,11 +66,14 @@ class PiceService final : public v1::Pice::CallbackService {
  private:
   // Admits one query for `client`; false (and nothing counted) when a limit is reached,
   // with the message in *why.
-  bool Admit(const std::string& client, std::string* why);
+  bool Admit(const std::string& client, int max_per_client, std::string* why);
   void Done(const std::string& client, double ms);
 
   const SchedulerOptions options_;
   NodeRegistry* const registry_;
+  std::unique_ptr<ApiKeys> keys_;  // null without api_keys_file
+  bool keys_failed_ = false;       // the file did not load: every query is refused
+  KeyBuckets buckets_;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   mutable absl::Mutex mu_;

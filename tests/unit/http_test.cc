@@ -12,6 +12,7 @@
 #include <mutex>
 #include <chrono>
 #include <string>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "pice/v1/pice.grpc.pb.h"
+#include "scheduler/api_keys.h"
 #include "scheduler/config.h"
 #include "scheduler/service.h"
 
@@ -473,6 +475,47 @@ TEST_F(HttpTest, TwoHundredFiftySixStreamingQueriesHeldWhileANewOneIsServed) {
     close(fd);
   }
   EXPECT_EQ(done, 256);
+}
+
+// With an API keys file: no key or a wrong one is 401 (one message for both), a listed
+// key works as Bearer or x-api-key, its qpm limit is a 429 with Retry-After; gRPC gets
+// UNAUTHENTICATED the same way.
+TEST_F(HttpTest, ApiKeysAre401WithoutAValidKeyAndCarryTheirLimits) {
+  char name[] = "/tmp/pice_http_keys_XXXXXX";
+  const int fd = mkstemp(name);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(name) << "alice " << Sha256Hex("sk-alice") << " qpm=2\n";
+  Start(std::string("api_keys_file: ") + name + "\n");
+  Reply none = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"));
+  Reply wrong = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"),
+                     "Authorization: Bearer sk-mallory\r\n");
+  EXPECT_EQ(none.status, 401) << none.body;
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
+  EXPECT_EQ(json::parse(none.body)["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(json::parse(none.body)["error"]["message"], json::parse(wrong.body)["error"]["message"]);
+  EXPECT_EQ(none.body.find("alice"), std::string::npos);
+  Reply bearer = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"),
+                      "Authorization: Bearer sk-alice\r\n");
+  EXPECT_EQ(bearer.status, 200) << bearer.body;
+  Reply header = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"), "x-api-key: sk-alice\r\n");
+  EXPECT_EQ(header.status, 200) << header.body;
+  Reply limited = Call(port_, "POST", "/v1/chat/completions", Chat("pice-cloud"), "x-api-key: sk-alice\r\n");
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_NE(limited.headers.find("Retry-After: "), std::string::npos) << limited.headers;
+  EXPECT_EQ(limited.body.find("sk-alice"), std::string::npos);  // the key never shows
+  // gRPC: the same service, the same rule.
+  v1::QueryRequest q;
+  q.set_prompt("add 1 and 2");
+  grpc::Status s = sched_->service()->Start(PiceService::ClientKey("sk-mallory", "127.0.0.1"), q,
+                                            std::chrono::system_clock::now() + std::chrono::seconds(5),
+                                            [](v1::QueryEvent) {}, [](grpc::Status) {}, nullptr, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  s = sched_->service()->Start(PiceService::ClientKey("", "127.0.0.1"), q,
+                               std::chrono::system_clock::now() + std::chrono::seconds(5),
+                               [](v1::QueryEvent) {}, [](grpc::Status) {}, nullptr, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  std::remove(name);
 }
 
 TEST_F(HttpTest, AtTheLimitA429CarriesRetryAfter) {
