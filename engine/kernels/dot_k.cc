@@ -47,9 +47,19 @@ inline float ReduceLanes(const double* a) {
 struct KScales {
   uint8_t sc[8], m[8];
 };
+// GetScaleMinK4 for all 8 at once, on 32-bit words (llama.cpp's utmp trick).
 inline KScales ScalesK(const uint8_t* scales) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[4];
+  std::memcpy(u, scales, 12);
+  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+  const uint32_t aux = u[1] & kMask1;
+  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  u[2] = aux;
+  u[0] &= kMask1;
   KScales k;
-  for (int j = 0; j < 8; ++j) GetScaleMinK4(j, scales, &k.sc[j], &k.m[j]);
+  std::memcpy(k.sc, u, 8);
+  std::memcpy(k.m, u + 2, 8);
   return k;
 }
 inline int32_t MinSum(const KScales& k, const int16_t* bsums) {
@@ -230,6 +240,14 @@ inline __m256i Bits5(const uint8_t* qh) {
 
 inline __m256i Load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// Two int8 scales as 8 int32 lanes: sc[0] x 4, sc[1] x 4.
+inline __m256i ScalePair(const int8_t* sc) {
+  int16_t two;
+  std::memcpy(&two, sc, 2);
+  const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(two), _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+  return _mm256_cvtepi8_epi32(b);
+}
+
 // sum of y over 32 bytes.
 inline int32_t SumBytes(__m256i y) { return HsumEpi32(DotBytes(_mm256_set1_epi8(1), y)); }
 
@@ -336,9 +354,7 @@ float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
       for (int g = 0; g < 4; ++g) {
         const __m256i d = DotBytes(q[g], Load32(y + 32 * g));
         // Lanes 0-3 hold elements 0..15 (scale 2g), lanes 4-7 elements 16..31 (2g+1).
-        const __m256i s = _mm256_setr_epi32(sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g],
-                                            sc[2 * g + 1], sc[2 * g + 1], sc[2 * g + 1],
-                                            sc[2 * g + 1]);
+        const __m256i s = ScalePair(sc + 2 * g);
         acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d, s));
       }
     }
@@ -479,8 +495,7 @@ void DotNQ6_K(const void* wv, const void* xv, int64_t xs, int T, int64_t n, floa
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
       for (int g = 0; g < 4; ++g) {
-        sv[4 * half + g] = _mm256_setr_epi32(sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g], sc[2 * g + 1],
-                                             sc[2 * g + 1], sc[2 * g + 1], sc[2 * g + 1]);
+        sv[4 * half + g] = ScalePair(sc + 2 * g);
       }
     }
     const float dw = Fp16ToFp32Fast(w[i].d);
