@@ -240,12 +240,20 @@ inline __m256i Bits5(const uint8_t* qh) {
 
 inline __m256i Load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Two int8 scales as 8 int32 lanes: sc[0] x 4, sc[1] x 4.
+// Two int8 scales as 16 int16 lanes: sc[0] x 8 (elements 0..15), sc[1] x 8 (16..31).
 inline __m256i ScalePair(const int8_t* sc) {
-  int16_t two;
-  std::memcpy(&two, sc, 2);
-  const __m128i b = _mm_shuffle_epi8(_mm_cvtsi32_si128(two), _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
-  return _mm256_cvtepi8_epi32(b);
+  return _mm256_setr_m128i(_mm_set1_epi16(sc[0]), _mm_set1_epi16(sc[1]));
+}
+
+// acc += per int32 lane sum over its 4 bytes of q * y * s16 (s16: one int16 scale per
+// byte pair). Exact: |q * y| pair sums stay within int16 for q <= 63, |y| <= 127.
+inline __m256i MulAddScaled(__m256i acc, __m256i q_u8, __m256i y_s8, __m256i s16) {
+  const __m256i p = _mm256_maddubs_epi16(q_u8, y_s8);
+#if defined(PICE_KERNELS_AVX512VNNI)
+  return _mm256_dpwssd_epi32(acc, p, s16);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s16));
+#endif
 }
 
 // sum of y over 32 bytes.
@@ -302,10 +310,8 @@ inline int32_t QKSumSimd(const KScales& k, const uint8_t* qs, const uint8_t* qh,
       lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
       hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
     }
-    const __m256i dlo = DotBytes(lo, Load32(y + 64 * c));
-    const __m256i dhi = DotBytes(hi, Load32(y + 64 * c + 32));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(dlo, _mm256_set1_epi32(k.sc[2 * c])));
-    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(dhi, _mm256_set1_epi32(k.sc[2 * c + 1])));
+    acc = MulAddScaled(acc, lo, Load32(y + 64 * c), _mm256_set1_epi16(k.sc[2 * c]));
+    acc = MulAddScaled(acc, hi, Load32(y + 64 * c + 32), _mm256_set1_epi16(k.sc[2 * c + 1]));
   }
   return HsumEpi32(acc);
 }
@@ -352,10 +358,7 @@ float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4))};
       for (int g = 0; g < 4; ++g) {
-        const __m256i d = DotBytes(q[g], Load32(y + 32 * g));
-        // Lanes 0-3 hold elements 0..15 (scale 2g), lanes 4-7 elements 16..31 (2g+1).
-        const __m256i s = ScalePair(sc + 2 * g);
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(d, s));
+        acc = MulAddScaled(acc, q[g], Load32(y + 32 * g), ScalePair(sc + 2 * g));
       }
     }
     const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, x[i].bsums);
@@ -458,15 +461,15 @@ void DotNQK(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float*
         v[2 * c + 1] =
             _mm256_or_si256(v[2 * c + 1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
       }
-      sc[2 * c] = _mm256_set1_epi32(k.sc[2 * c]);
-      sc[2 * c + 1] = _mm256_set1_epi32(k.sc[2 * c + 1]);
+      sc[2 * c] = _mm256_set1_epi16(k.sc[2 * c]);
+      sc[2 * c + 1] = _mm256_set1_epi16(k.sc[2 * c + 1]);
     }
     const float dw = Fp16ToFp32Fast(w[i].d), dmin = Fp16ToFp32Fast(w[i].dmin);
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
       __m256i acc = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(DotBytes(v[j], Load32(b.qs + 32 * j)), sc[j]));
+        acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sc[j]);
       }
       sum[t] = AddSuperBlock(sum[t], b.d, dw, dmin, HsumEpi32(acc), MinSum(k, b.bsums));
     }
@@ -503,7 +506,7 @@ void DotNQ6_K(const void* wv, const void* xv, int64_t xs, int T, int64_t n, floa
       const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
       __m256i acc = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
-        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(DotBytes(v[j], Load32(b.qs + 32 * j)), sv[j]));
+        acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sv[j]);
       }
       const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, b.bsums);
       sum[t] = AddBlock(sum[t], b.d, dw, isum);
