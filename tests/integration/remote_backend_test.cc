@@ -90,8 +90,15 @@ class RemoteBackendTest : public ::testing::Test {
     local_ = new Node(*dir_, "local", "pice-scheduler", SchedulerYaml(local_cloud_->address(), edges));
     remote_ = new Node(*dir_, "remote", "pice-scheduler", SchedulerYaml(cloud_->address(), edges));
     for (Node* n : {local_, remote_}) ASSERT_TRUE(n->Ready(&why)) << why;
-    // The remote scheduler learns its cloud's model name from Load.
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    // The remote scheduler learns its cloud's model name from Load: wait until its
+    // /v1/models lists it.
+    std::string out;
+    for (int i = 0; i < 200; ++i) {
+      RunCommand("curl -s http://127.0.0.1:" + std::to_string(http_port_) + "/v1/models", &out);
+      if (out.find("arith-cloud") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_NE(out.find("arith-cloud"), std::string::npos) << out;
   }
   static void TearDownTestSuite() {
     for (Node* n : {remote_, local_, edge2_, edge1_, cloud_, local_cloud_, remote_sched_,
