@@ -40,7 +40,7 @@ absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>
   }
   PICE_RETURN_IF_ERROR(root.Require("template"));
   PICE_RETURN_IF_ERROR(root.ReadPath("template", &o->template_path));
-  if (!std::filesystem::is_regular_file(o->template_path)) {
+  if (std::error_code ec; !std::filesystem::is_regular_file(o->template_path, ec)) {
     return root.ChildError("template", absl::StrCat("no such file: ", o->template_path));
   }
   PICE_RETURN_IF_ERROR(root.ReadInt("threads", &o->threads, 1, 256));

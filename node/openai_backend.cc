@@ -128,7 +128,7 @@ absl::Status ReadModelOrBackend(const ConfigNode& n, std::string* model_path,
     return absl::OkStatus();
   }
   PICE_RETURN_IF_ERROR(n.ReadPath("model", model_path));
-  if (!std::filesystem::is_regular_file(*model_path)) {
+  if (std::error_code ec; !std::filesystem::is_regular_file(*model_path, ec)) {
     return n.ChildError("model", absl::StrCat("no such file: ", *model_path));
   }
   return absl::OkStatus();
