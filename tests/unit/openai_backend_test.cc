@@ -415,6 +415,10 @@ TEST(OpenAIBackendTest, ConfigErrorsNameTheKey) {
   EXPECT_NE(read("backend: {kind: openai, base_url: http://x/v1, model: m, timeout: -1}\n")
                 .message().find("backend.timeout"), std::string::npos);
   EXPECT_TRUE(read("backend: {kind: openai, base_url: https://gpu:8443/v1, model: m, timeout: 30s}\n").ok());
+  // A path the OS refuses (a component over 255 bytes) is "no such file", not a throw
+  // (the config fuzzer found the abort).
+  EXPECT_NE(read("model: /" + std::string(300, 'a') + "/x.gguf\n").message().find("no such file"),
+            std::string::npos);
   RemoteModelOptions o;
   o.base_url = "http://127.0.0.1:1/v1";
   o.model = "m";
