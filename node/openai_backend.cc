@@ -350,7 +350,11 @@ class OpenAIBackend::Impl::Call : public std::enable_shared_from_this<Call> {
     req_.method(http::verb::post);
     req_.target(b_->url_.path + (chat() ? "/chat/completions" : "/completions"));
     req_.version(11);
-    req_.set(http::field::host, b_->url_.host);
+    const bool default_port = b_->url_.port == (b_->url_.https ? "443" : "80");
+    const std::string host = b_->url_.host.find(':') != std::string::npos
+                                 ? "[" + b_->url_.host + "]"  // IPv6 literal
+                                 : b_->url_.host;
+    req_.set(http::field::host, default_port ? host : host + ":" + b_->url_.port);
     req_.set(http::field::content_type, "application/json");
     req_.set(http::field::accept, "text/event-stream");
     req_.set(http::field::user_agent, "pice-node");
