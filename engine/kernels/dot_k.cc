@@ -67,6 +67,24 @@ inline int32_t MinSum(const KScales& k, const int16_t* bsums) {
   for (int j = 0; j < 8; ++j) s += k.m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
   return s;
 }
+// The qh of a Q5_K super-block; none for Q4_K.
+inline const uint8_t* QhOf(const BlockQ4_K&) { return nullptr; }
+inline const uint8_t* QhOf(const BlockQ5_K& b) { return b.qh; }
+
+// Q4_K / Q5_K · Q8_K, one super-block after the other; `Sum` is the integer part
+// (QKSum or QKSumSimd), so the reference and the SIMD kernel share every float step.
+using QKSumFn = int32_t (*)(const KScales&, const uint8_t* qs, const uint8_t* qh, const int8_t* y);
+template <typename W, QKSumFn Sum>
+float DotQK(const W* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const KScales k = ScalesK(w[i].scales);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
+                         Sum(k, w[i].qs, QhOf(w[i]), x[i].qs), MinSum(k, x[i].bsums));
+  }
+  return sumf;
+}
+
 inline int32_t Q6ScaledBsums(const int8_t* sc, const int16_t* bsums) {
   int32_t s = 0;
   for (int j = 0; j < 16; ++j) s += sc[j] * bsums[j];
@@ -157,23 +175,10 @@ int32_t QKSum(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8
 }  // namespace
 
 float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) {
-  float sumf = 0;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const KScales k = ScalesK(w[i].scales);
-    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
-                         QKSum(k, w[i].qs, nullptr, x[i].qs), MinSum(k, x[i].bsums));
-  }
-  return sumf;
+  return DotQK<BlockQ4_K, QKSum>(w, x, n);
 }
-
 float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) {
-  float sumf = 0;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const KScales k = ScalesK(w[i].scales);
-    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
-                         QKSum(k, w[i].qs, w[i].qh, x[i].qs), MinSum(k, x[i].bsums));
-  }
-  return sumf;
+  return DotQK<BlockQ5_K, QKSum>(w, x, n);
 }
 
 float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
@@ -296,73 +301,75 @@ float DotQ5_1Q8_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t n) {
 }
 
 namespace {
-// Q4_K / Q5_K integer part of one super-block.
-inline int32_t QKSumSimd(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8_t* y) {
+// The 256 values of a Q4_K (qh null) or Q5_K super-block as 8 vectors of unsigned bytes,
+// vector j = sub-block j.
+inline void DecodeQK(const uint8_t* qs, const uint8_t* qh, __m256i v[8]) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   const __m256i h = qh ? Load32(qh) : _mm256_setzero_si256();
-  __m256i acc = _mm256_setzero_si256();
   for (int c = 0; c < 4; ++c) {
     const __m256i q = Load32(qs + 32 * c);
-    __m256i lo = _mm256_and_si256(q, m4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    v[2 * c] = _mm256_and_si256(q, m4);
+    v[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
     if (qh) {
       const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
+      v[2 * c] = _mm256_or_si256(v[2 * c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
+      v[2 * c + 1] =
+          _mm256_or_si256(v[2 * c + 1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
     }
-    acc = MulAddScaled(acc, lo, Load32(y + 64 * c), _mm256_set1_epi16(k.sc[2 * c]));
-    acc = MulAddScaled(acc, hi, Load32(y + 64 * c + 32), _mm256_set1_epi16(k.sc[2 * c + 1]));
   }
+}
+
+// The 256 unsigned values (q + 32) of a Q6_K super-block as 8 vectors (vector 4 * half + g
+// = elements 128 * half + 32 * g ...), and each vector's two scales as int16 lanes.
+inline void DecodeQ6(const BlockQ6_K& w, __m256i v[8], __m256i sv[8]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  const uint8_t* ql = w.ql;
+  const uint8_t* qh = w.qh;
+  for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+    const int8_t* sc = w.scales + 8 * half;
+    const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
+    __m256i* q = v + 4 * half;
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+    for (int g = 0; g < 4; ++g) sv[4 * half + g] = ScalePair(sc + 2 * g);
+  }
+}
+
+// Q4_K / Q5_K integer part of one super-block.
+inline int32_t QKSumSimd(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8_t* y) {
+  __m256i v[8];
+  DecodeQK(qs, qh, v);
+  __m256i acc = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(y + 32 * j), _mm256_set1_epi16(k.sc[j]));
   return HsumEpi32(acc);
+}
+
+// Q6_K integer part of one super-block, with its offset of 32.
+inline int32_t Q6SumSimd(const __m256i v[8], const __m256i sv[8], const BlockQ6_K& w, const BlockQ8_K& x) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(x.qs + 32 * j), sv[j]);
+  return HsumEpi32(acc) - 32 * Q6ScaledBsums(w.scales, x.bsums);
 }
 }  // namespace
 
 float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) {
-  float sumf = 0;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const KScales k = ScalesK(w[i].scales);
-    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
-                         QKSumSimd(k, w[i].qs, nullptr, x[i].qs), MinSum(k, x[i].bsums));
-  }
-  return sumf;
+  return DotQK<BlockQ4_K, QKSumSimd>(w, x, n);
 }
-
 float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) {
-  float sumf = 0;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const KScales k = ScalesK(w[i].scales);
-    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin),
-                         QKSumSimd(k, w[i].qs, w[i].qh, x[i].qs), MinSum(k, x[i].bsums));
-  }
-  return sumf;
+  return DotQK<BlockQ5_K, QKSumSimd>(w, x, n);
 }
 
 float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
   float sumf = 0;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  __m256i v[8], sv[8];
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    const uint8_t* ql = w[i].ql;
-    const uint8_t* qh = w[i].qh;
-    const int8_t* y = x[i].qs;
-    __m256i acc = _mm256_setzero_si256();
-    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, y += 128) {
-      const int8_t* sc = w[i].scales + 8 * half;
-      const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
-      // Unsigned 6-bit values (q + 32) of elements l, l+32, l+64, l+96.
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(l1, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4))};
-      for (int g = 0; g < 4; ++g) {
-        acc = MulAddScaled(acc, q[g], Load32(y + 32 * g), ScalePair(sc + 2 * g));
-      }
-    }
-    const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, x[i].bsums);
-    sumf = AddBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), isum);
+    DecodeQ6(w[i], v, sv);
+    sumf = AddBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Q6SumSimd(v, sv, w[i], x[i]));
   }
   return sumf;
 }
@@ -439,38 +446,21 @@ void DotNQx_1(const void* wv, const void* xv, int64_t xs, int T, int64_t n, floa
   for (int t = 0; t < T; ++t) out[t] = sum[t];
 }
 
-template <typename W, bool kFive>
+template <typename W>
 void DotNQK(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float* out) {
   const W* w = static_cast<const W*>(wv);
   const uint8_t* x = static_cast<const uint8_t*>(xv);
   float sum[kTok] = {};
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256i v[8], sc[8];
   for (int64_t i = 0; i < n / kQKK; ++i) {
     const KScales k = ScalesK(w[i].scales);
-    __m256i v[8], sc[8];
-    const __m256i h = kFive ? Load32(reinterpret_cast<const BlockQ5_K&>(w[i]).qh) : _mm256_setzero_si256();
-    const uint8_t* qs = kFive ? reinterpret_cast<const BlockQ5_K&>(w[i]).qs
-                              : reinterpret_cast<const BlockQ4_K&>(w[i]).qs;
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = Load32(qs + 32 * c);
-      v[2 * c] = _mm256_and_si256(q, m4);
-      v[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      if (kFive) {
-        const __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
-        v[2 * c] = _mm256_or_si256(v[2 * c], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s0), one), 4));
-        v[2 * c + 1] =
-            _mm256_or_si256(v[2 * c + 1], _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, s1), one), 4));
-      }
-      sc[2 * c] = _mm256_set1_epi16(k.sc[2 * c]);
-      sc[2 * c + 1] = _mm256_set1_epi16(k.sc[2 * c + 1]);
-    }
+    DecodeQK(w[i].qs, QhOf(w[i]), v);
+    for (int j = 0; j < 8; ++j) sc[j] = _mm256_set1_epi16(k.sc[j]);
     const float dw = Fp16ToFp32Fast(w[i].d), dmin = Fp16ToFp32Fast(w[i].dmin);
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
       __m256i acc = _mm256_setzero_si256();
-      for (int j = 0; j < 8; ++j) {
-        acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sc[j]);
-      }
+      for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sc[j]);
       sum[t] = AddSuperBlock(sum[t], b.d, dw, dmin, HsumEpi32(acc), MinSum(k, b.bsums));
     }
   }
@@ -481,35 +471,13 @@ void DotNQ6_K(const void* wv, const void* xv, int64_t xs, int T, int64_t n, floa
   const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wv);
   const uint8_t* x = static_cast<const uint8_t*>(xv);
   float sum[kTok] = {};
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  __m256i v[8], sv[8];
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    __m256i v[8], sv[8];
-    const uint8_t* ql = w[i].ql;
-    const uint8_t* qh = w[i].qh;
-    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
-      const int8_t* sc = w[i].scales + 8 * half;
-      const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
-      __m256i* q = v + 4 * half;
-      q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
-      for (int g = 0; g < 4; ++g) {
-        sv[4 * half + g] = ScalePair(sc + 2 * g);
-      }
-    }
+    DecodeQ6(w[i], v, sv);
     const float dw = Fp16ToFp32Fast(w[i].d);
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
-      __m256i acc = _mm256_setzero_si256();
-      for (int j = 0; j < 8; ++j) {
-        acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sv[j]);
-      }
-      const int32_t isum = HsumEpi32(acc) - 32 * Q6ScaledBsums(w[i].scales, b.bsums);
-      sum[t] = AddBlock(sum[t], b.d, dw, isum);
+      sum[t] = AddBlock(sum[t], b.d, dw, Q6SumSimd(v, sv, w[i], b));
     }
   }
   for (int t = 0; t < T; ++t) out[t] = sum[t];
@@ -573,8 +541,8 @@ const DotKernel* KernelFor(gguf::GgmlType type, bool reference) {
       {kQ8_0, kQ8_0Bytes, &DotAs<BlockQ5_0, BlockQ8_0, DotQ5_0Q8_0>, PICE_DOT_N(&DotNQ5_0)},
       {kQ8_1, kQ8_1Bytes, &DotAs<BlockQ5_1, BlockQ8_1, DotQ5_1Q8_1>,
        PICE_DOT_N((&DotNQx_1<BlockQ5_1, true>))},
-      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, DotQ4_KQ8_K>, PICE_DOT_N((&DotNQK<BlockQ4_K, false>))},
-      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, DotQ5_KQ8_K>, PICE_DOT_N((&DotNQK<BlockQ5_K, true>))},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ4_K, BlockQ8_K, DotQ4_KQ8_K>, PICE_DOT_N(&DotNQK<BlockQ4_K>)},
+      {kQ8_K, kQ8_KBytes, &DotAs<BlockQ5_K, BlockQ8_K, DotQ5_KQ8_K>, PICE_DOT_N(&DotNQK<BlockQ5_K>)},
       {kQ8_K, kQ8_KBytes, &DotAs<BlockQ6_K, BlockQ8_K, DotQ6_KQ8_K>, PICE_DOT_N(&DotNQ6_K)},
       {QuantizeBf16, kBf16Bytes, &DotAs<uint16_t, uint16_t, DotBf16Bf16>, nullptr},
   };
