@@ -150,6 +150,13 @@ class LocalStackImpl final : public LocalStack {
       sched["cloud"] = cloud_addr;
       sched["edges"] = edge_addrs;
       sched["listen"] = absl::StrCat("127.0.0.1:", o.port);
+      // --api-keys is the section's api_keys_file: read and checked like any other key.
+      // (Absolute: a flag's path is the working directory's, not the config file's.)
+      if (!o.api_keys_file.empty()) {
+        std::error_code ec;
+        const auto abs = std::filesystem::absolute(o.api_keys_file, ec);
+        sched["api_keys_file"] = ec ? o.api_keys_file : abs.string();
+      }
       YAML::Emitter e;
       e << sched;
       sched_yaml = e.c_str();
@@ -159,11 +166,6 @@ class LocalStackImpl final : public LocalStack {
     PICE_ASSIGN_OR_RETURN(ConfigNode full,
                           ConfigNode::LoadString(sched_yaml, name + " (scheduler section)", base));
     PICE_ASSIGN_OR_RETURN(sched_options_, scheduler::ParseSchedulerOptions(full));
-    if (!o.api_keys_file.empty()) {
-      // As api_keys_file in the config; checked the same way (errors name the file:line).
-      PICE_RETURN_IF_ERROR(scheduler::ApiKeys::Load(o.api_keys_file).status());
-      sched_options_.api_keys_file = o.api_keys_file;
-    }
     PICE_ASSIGN_OR_RETURN(address_, AddSchedulerImpl(sched_options_, o.port));
     if (o.http_port >= 0) {
       PICE_ASSIGN_OR_RETURN(http_port_, schedulers_.front()->ServeHttp(

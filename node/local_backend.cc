@@ -2,26 +2,9 @@
 
 #include <algorithm>
 
-#include "absl/strings/cord.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace pice {
-namespace {
-constexpr char kRetryAfterUrl[] = "type.pice.dev/retry-after-ms";
-}  // namespace
-
-void SetRetryAfterMs(absl::Status* s, int ms) {
-  s->SetPayload(kRetryAfterUrl, absl::Cord(std::to_string(ms)));
-}
-
-std::optional<int> RetryAfterMs(const absl::Status& s) {
-  auto p = s.GetPayload(kRetryAfterUrl);
-  int ms = 0;
-  if (!p || !absl::SimpleAtoi(std::string(*p), &ms)) return std::nullopt;
-  return ms;
-}
-
 absl::Status LocalBackend::Submit(BackendRequest request) {
   PromptTemplate format;
   format.chat = request.chat;

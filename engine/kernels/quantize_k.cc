@@ -253,19 +253,24 @@ void QuantizeSuperBlockK(const float* x, int nmax, float rmin, float rdelta, int
   }
 }
 
+// The smallest and largest of a 32-block (Q4_1, Q5_1: value = d * q + min).
+void BlockMinMax(const float* x, float* min, float* max) {
+  *min = FLT_MAX;
+  *max = -FLT_MAX;
+  for (int j = 0; j < kQK; ++j) {
+    if (x[j] < *min) *min = x[j];
+    if (x[j] > *max) *max = x[j];
+  }
+}
+
 }  // namespace
 
 void QuantizeRowQ4_1Ref(const float* x, BlockQ4_1* y, int64_t k) {
   constexpr int qk = kQK;
   const int64_t nb = k / qk;
   for (int64_t i = 0; i < nb; ++i) {
-    float min = FLT_MAX;
-    float max = -FLT_MAX;
-    for (int j = 0; j < qk; ++j) {
-      const float v = x[i * qk + j];
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
+    float min, max;
+    BlockMinMax(x + i * qk, &min, &max);
     const float d = (max - min) / ((1 << 4) - 1);
     const float id = d ? 1.0f / d : 0.0f;
     y[i].d = Fp32ToFp16(d);
@@ -315,13 +320,8 @@ void QuantizeRowQ5_1Ref(const float* x, BlockQ5_1* y, int64_t k) {
   constexpr int qk = kQK;
   const int64_t nb = k / qk;
   for (int64_t i = 0; i < nb; ++i) {
-    float min = FLT_MAX;
-    float max = -FLT_MAX;
-    for (int j = 0; j < qk; ++j) {
-      const float v = x[i * qk + j];
-      if (v < min) min = v;
-      if (v > max) max = v;
-    }
+    float min, max;
+    BlockMinMax(x + i * qk, &min, &max);
     const float d = (max - min) / ((1 << 5) - 1);
     const float id = d ? 1.0f / d : 0.0f;
     y[i].d = Fp32ToFp16(d);
