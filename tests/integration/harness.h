@@ -212,6 +212,17 @@ class Node {
   std::unique_ptr<Process> process_;
 };
 
+// A Pice stub on a node's address.
+inline std::unique_ptr<v1::Pice::Stub> PiceStub(const Node* n) {
+  return v1::Pice::NewStub(grpc::CreateChannel(n->address(), grpc::InsecureChannelCredentials()));
+}
+
+// The query's answer (its last event), or an empty one when it has none.
+inline const v1::AnswerEvent& FinalAnswer(const std::vector<v1::QueryEvent>& ev) {
+  static const v1::AnswerEvent none;
+  return !ev.empty() && ev.back().has_answer() ? ev.back().answer() : none;
+}
+
 // Runs a query to completion; the events in order.
 inline grpc::Status RunQuery(v1::Pice::Stub* stub, const v1::QueryRequest& req,
                              std::vector<v1::QueryEvent>* events, int timeout_s = 60) {

@@ -112,18 +112,11 @@ class RemoteBackendTest : public ::testing::Test {
     ASSERT_GT(remote_->port(), 0) << "the stacks did not start";
   }
 
-  static std::unique_ptr<v1::Pice::Stub> Stub(Node* n) {
-    return v1::Pice::NewStub(grpc::CreateChannel(n->address(), grpc::InsecureChannelCredentials()));
-  }
   static v1::QueryRequest Req(const std::string& q, const std::string& category) {
     v1::QueryRequest r;
     r.set_prompt(q);
     r.set_category(category);
     return r;
-  }
-  static const v1::AnswerEvent& Answer(const std::vector<v1::QueryEvent>& ev) {
-    static v1::AnswerEvent none;
-    return !ev.empty() && ev.back().has_answer() ? ev.back().answer() : none;
   }
 
   static TempDir* dir_;
@@ -143,8 +136,8 @@ Node* RemoteBackendTest::local_ = nullptr;
 Node* RemoteBackendTest::remote_ = nullptr;
 
 TEST_F(RemoteBackendTest, AnswersEqualTheInProcessCloudOn50QuestionsBothRoutes) {
-  auto local = Stub(local_);
-  auto remote = Stub(remote_);
+  auto local = PiceStub(local_);
+  auto remote = PiceStub(remote_);
   const std::vector<std::string> questions = EvalQuestions(50);
   ASSERT_EQ(questions.size(), 50u);
   int escalated = 0, split = 0;
@@ -155,11 +148,11 @@ TEST_F(RemoteBackendTest, AnswersEqualTheInProcessCloudOn50QuestionsBothRoutes) 
       grpc::Status sb = RunQuery(remote.get(), Req(q, category), &b);
       ASSERT_TRUE(sa.ok()) << q << ": " << sa.error_message();
       ASSERT_TRUE(sb.ok()) << q << ": " << sb.error_message();
-      EXPECT_EQ(Answer(b).text(), Answer(a).text()) << category << ": " << q;
-      EXPECT_EQ(Answer(b).route(), Answer(a).route()) << category << ": " << q;
-      EXPECT_FALSE(Answer(b).degraded()) << q;
-      EXPECT_EQ(Answer(b).points_size(), Answer(a).points_size()) << q;
-      split += Answer(b).points_size() > 0;
+      EXPECT_EQ(FinalAnswer(b).text(), FinalAnswer(a).text()) << category << ": " << q;
+      EXPECT_EQ(FinalAnswer(b).route(), FinalAnswer(a).route()) << category << ": " << q;
+      EXPECT_FALSE(FinalAnswer(b).degraded()) << q;
+      EXPECT_EQ(FinalAnswer(b).points_size(), FinalAnswer(a).points_size()) << q;
+      split += FinalAnswer(b).points_size() > 0;
       for (const auto& ev : b) escalated += ev.has_expansion() && ev.expansion().escalated();
     }
   }
@@ -197,7 +190,7 @@ TEST_F(RemoteBackendTest, EscalationsGoThroughTheRemoteCloud) {
 }
 
 TEST_F(RemoteBackendTest, AStalledThenKilledRemoteEndsInDegradedAnswers) {
-  auto remote = Stub(remote_);
+  auto remote = PiceStub(remote_);
   const std::string q = "add 3 and 4; multiply 6 by 7";
   // Stalled: the remote accepts connections but answers nothing (SIGSTOP); backend.timeout
   // (2 s) cuts the call, the scheduler degrades to the edges.
@@ -208,8 +201,8 @@ TEST_F(RemoteBackendTest, AStalledThenKilledRemoteEndsInDegradedAnswers) {
     grpc::Status s = RunQuery(remote.get(), Req(q, category), &ev, 30);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ASSERT_TRUE(s.ok()) << category << ": " << s.error_message();
-    EXPECT_TRUE(Answer(ev).degraded()) << category;
-    EXPECT_FALSE(Answer(ev).text().empty());  // the edges' own answer (the models are small)
+    EXPECT_TRUE(FinalAnswer(ev).degraded()) << category;
+    EXPECT_FALSE(FinalAnswer(ev).text().empty());  // the edges' own answer (the models are small)
     EXPECT_LT(secs, 10) << "the stall must be cut by backend.timeout";
   }
   remote_sched_->process().Signal(SIGCONT);
@@ -218,8 +211,8 @@ TEST_F(RemoteBackendTest, AStalledThenKilledRemoteEndsInDegradedAnswers) {
   std::vector<v1::QueryEvent> ev;
   grpc::Status s = RunQuery(remote.get(), Req(q, "s"), &ev, 30);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_TRUE(Answer(ev).degraded());
-  EXPECT_FALSE(Answer(ev).text().empty());
+  EXPECT_TRUE(FinalAnswer(ev).degraded());
+  EXPECT_FALSE(FinalAnswer(ev).text().empty());
 }
 
 }  // namespace

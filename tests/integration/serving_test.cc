@@ -77,9 +77,6 @@ class ServingTest : public ::testing::Test {
     ASSERT_GT(sched_->port(), 0) << "the cluster did not start";
   }
 
-  static std::unique_ptr<v1::Pice::Stub> Stub(Node* n) {
-    return v1::Pice::NewStub(grpc::CreateChannel(n->address(), grpc::InsecureChannelCredentials()));
-  }
   static v1::QueryRequest Req(const std::string& q, v1::Route route = v1::ROUTE_AUTO,
                               const std::string& category = "") {
     v1::QueryRequest r;
@@ -87,10 +84,6 @@ class ServingTest : public ::testing::Test {
     r.set_route(route);
     r.set_category(category);
     return r;
-  }
-  static const v1::AnswerEvent& Answer(const std::vector<v1::QueryEvent>& ev) {
-    static v1::AnswerEvent none;
-    return !ev.empty() && ev.back().has_answer() ? ev.back().answer() : none;
   }
 
   static TempDir* dir_;
@@ -104,12 +97,12 @@ Node* ServingTest::sched_ = nullptr;
 Node* ServingTest::forced_ = nullptr;
 
 TEST_F(ServingTest, BothRoutesAnswerWithTheRightNumbers) {
-  auto stub = Stub(sched_);
+  auto stub = PiceStub(sched_);
   for (v1::Route route : {v1::ROUTE_CLOUD, v1::ROUTE_SKETCH}) {
     std::vector<v1::QueryEvent> ev;
     grpc::Status s = RunQuery(stub.get(), Req("add 3 and 4; multiply 6 by 7", route), &ev);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    const v1::AnswerEvent& a = Answer(ev);
+    const v1::AnswerEvent& a = FinalAnswer(ev);
     EXPECT_EQ(a.route(), route);
     EXPECT_NE(a.text().find("3+4=7"), std::string::npos) << a.text();
     EXPECT_NE(a.text().find("6*7=42"), std::string::npos) << a.text();
@@ -126,17 +119,17 @@ TEST_F(ServingTest, BothRoutesAnswerWithTheRightNumbers) {
 }
 
 TEST_F(ServingTest, DependentQuestionFallsBackToTheFullRoute) {
-  auto stub = Stub(sched_);
+  auto stub = PiceStub(sched_);
   std::vector<v1::QueryEvent> ev;
   ASSERT_TRUE(RunQuery(stub.get(), Req("add 3 and 4, then multiply that by 6"), &ev).ok());
   ASSERT_GE(ev.size(), 3u);
   EXPECT_EQ(ev[0].route().route(), v1::ROUTE_SKETCH);
   EXPECT_EQ(ev[1].route().route(), v1::ROUTE_CLOUD);
-  EXPECT_NE(Answer(ev).text().find("7*6=42"), std::string::npos) << Answer(ev).text();
+  EXPECT_NE(FinalAnswer(ev).text().find("7*6=42"), std::string::npos) << FinalAnswer(ev).text();
 }
 
 TEST_F(ServingTest, PolicyRulesForceEachRoute) {
-  auto stub = Stub(forced_);
+  auto stub = PiceStub(forced_);
   const std::string q = "subtract nine from 40; add twelve and seven";
   for (const auto& [category, route, rule] :
        std::vector<std::tuple<std::string, v1::Route, std::string>>{
@@ -146,18 +139,18 @@ TEST_F(ServingTest, PolicyRulesForceEachRoute) {
     ASSERT_TRUE(ev[0].has_route());
     EXPECT_EQ(ev[0].route().route(), route);
     EXPECT_NE(ev[0].route().reason().find(rule), std::string::npos) << ev[0].route().reason();
-    EXPECT_EQ(Answer(ev).route(), route);
-    EXPECT_NE(Answer(ev).text().find("40-9=31"), std::string::npos) << Answer(ev).text();
+    EXPECT_EQ(FinalAnswer(ev).route(), route);
+    EXPECT_NE(FinalAnswer(ev).text().find("40-9=31"), std::string::npos) << FinalAnswer(ev).text();
   }
 }
 
 TEST_F(ServingTest, PointsSpreadOverEdgesAndTheAnswerIsInSketchOrder) {
-  auto stub = Stub(forced_);  // no escalation: every point is settled on an edge
+  auto stub = PiceStub(forced_);  // no escalation: every point is settled on an edge
   std::vector<v1::QueryEvent> ev;
   const std::string q = "add 1 and 7; add 9 and 9; add 52 and 29; add 3 and 72; subtract 4 from 8";
   // Category "s": this scheduler's rule force-sketch (its policy ignores route hints).
   ASSERT_TRUE(RunQuery(stub.get(), Req(q, v1::ROUTE_AUTO, "s"), &ev).ok());
-  const v1::AnswerEvent& a = Answer(ev);
+  const v1::AnswerEvent& a = FinalAnswer(ev);
   ASSERT_EQ(a.points_size(), 5);
   ASSERT_EQ(a.expansions_size(), 5);
   std::set<std::string> nodes;
@@ -185,7 +178,7 @@ TEST_F(ServingTest, PointsSpreadOverEdgesAndTheAnswerIsInSketchOrder) {
 }
 
 TEST_F(ServingTest, EnsembleReportsEveryCandidateAndSelectsByItsMethod) {
-  auto stub = Stub(forced_);
+  auto stub = PiceStub(forced_);
   int checked = 0;
   for (const char* q : {"multiply 23 by 4; add twelve and seven; multiply 11 by 69; multiply 15 by 5",
                         "add 26 and 19; subtract 9 from 62; multiply 64 by 0; add 96 and 4"}) {
@@ -226,7 +219,7 @@ TEST_F(ServingTest, EnsembleReportsEveryCandidateAndSelectsByItsMethod) {
 }
 
 TEST_F(ServingTest, LowAgreementEscalatesToTheCloud) {
-  auto stub = Stub(sched_);  // threshold 0.7: any disagreement goes to the cloud
+  auto stub = PiceStub(sched_);  // threshold 0.7: any disagreement goes to the cloud
   // 23*4, 11*69: the three edges all differ (models/pice-arith/README.md).
   std::vector<v1::QueryEvent> ev;
   ASSERT_TRUE(RunQuery(stub.get(), Req("multiply 23 by 4; multiply 11 by 69", v1::ROUTE_SKETCH),
@@ -241,12 +234,12 @@ TEST_F(ServingTest, LowAgreementEscalatesToTheCloud) {
     }
   }
   EXPECT_GE(escalated, 1);
-  EXPECT_NE(Answer(ev).text().find("23*4=92"), std::string::npos) << Answer(ev).text();
-  EXPECT_NE(Answer(ev).text().find("11*69=759"), std::string::npos) << Answer(ev).text();
+  EXPECT_NE(FinalAnswer(ev).text().find("23*4=92"), std::string::npos) << FinalAnswer(ev).text();
+  EXPECT_NE(FinalAnswer(ev).text().find("11*69=759"), std::string::npos) << FinalAnswer(ev).text();
 }
 
 TEST_F(ServingTest, BadRequestsAreRefusedNamingTheField) {
-  auto stub = Stub(sched_);
+  auto stub = PiceStub(sched_);
   std::vector<std::pair<v1::QueryRequest, std::string>> cases;
   cases.push_back({Req(""), "prompt"});
   cases.push_back({Req(std::string(10000, 'x')), "prompt"});
