@@ -180,7 +180,14 @@ TEST(EngineTest, CancelStopsOnlyThatRequest) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   std::atomic<int> seen{0};
   auto long_run = std::async(std::launch::async, [&] {
-    return e->Run({1, 403}, Greedy(100), [&](Token, float) { return ++seen < 1000; }, cancel);
+    return e->Run({1, 403}, Greedy(100), [&](Token, float) {
+      // Hold the engine at the fifth token until the cancel is set, so that a fast machine
+      // cannot finish all 100 tokens between the test seeing 5 and setting the flag.
+      if (++seen == 5) {
+        while (!cancel->load()) std::this_thread::yield();
+      }
+      return true;
+    }, cancel);
   });
   auto other = std::async(std::launch::async, [&] { return e->Run({1, 291, 280}, Greedy(30)); });
   while (seen < 5) std::this_thread::yield();
@@ -199,6 +206,11 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
   auto e = MakeEngine("stories260K.gguf", /*max_batch=*/1, /*max_queue=*/1);
   ASSERT_NE(e, nullptr);
   auto cancel = std::make_shared<std::atomic<bool>>(false);
+  // The engine thread waits in the first token callback until every request is submitted, so
+  // no request can finish (and free its place) while the loop submits: on a fast machine a
+  // 100-token answer from this tiny model takes a few milliseconds.
+  auto submitted = std::make_shared<std::promise<void>>();
+  std::shared_future<void> all_submitted = submitted->get_future().share();
   int ok = 0, exhausted = 0;
   std::vector<std::shared_ptr<std::promise<void>>> done;
   for (int i = 0; i < 12; ++i) {
@@ -206,6 +218,10 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
     r.prompt = {1, 403};
     r.options = Greedy(100);
     r.cancelled = cancel;
+    r.on_token = [all_submitted](Token, float) {
+      all_submitted.wait();
+      return true;
+    };
     auto p = std::make_shared<std::promise<void>>();
     r.on_done = [p](absl::StatusOr<GenerateResult>) { p->set_value(); };
     absl::Status s = e->Submit(std::move(r));
@@ -217,9 +233,10 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
       ++exhausted;
     }
   }
+  cancel->store(true);
+  submitted->set_value();
   EXPECT_GT(exhausted, 0);
   EXPECT_LE(ok, 3);
-  cancel->store(true);
   for (auto& p : done) p->get_future().wait();
   EXPECT_GT(e->stats().rejected, 0u);
 }
