@@ -14,6 +14,8 @@
 namespace pice::scheduler {
 namespace {
 
+constexpr double kFirstRoundTimeoutS = 10;  // see Create
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
@@ -86,7 +88,10 @@ NodeRegistry::NodeRegistry(const SchedulerOptions& o)
 
 std::unique_ptr<NodeRegistry> NodeRegistry::Create(const SchedulerOptions& options) {
   std::unique_ptr<NodeRegistry> r(new NodeRegistry(options));
-  r->PollOnce();
+  // The first round decides what the first queries see; a node still starting (or a loaded
+  // host) gets longer to answer it than a routine round gives, since a node missed here stays
+  // out for a whole poll period.
+  r->PollOnce(kFirstRoundTimeoutS);
   r->poller_ = std::thread([p = r.get()] { p->PollLoop(); });
   return r;
 }
@@ -150,9 +155,9 @@ void NodeRegistry::SucceedLocked(NodeHealth* h) {
   h->suspect = false;
 }
 
-void NodeRegistry::PollOnce() {
+void NodeRegistry::PollOnce(double timeout_s) {
   // The calls run concurrently, so one slow node delays a round by one deadline at most.
-  const double timeout_s = std::clamp(poll_s_ * 5, 0.2, 2.0);
+  if (timeout_s <= 0) timeout_s = std::clamp(poll_s_ * 5, 0.2, 2.0);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
   const size_t n = edges_.size();

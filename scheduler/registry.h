@@ -117,7 +117,8 @@ class NodeRegistry {
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;
   // One probing round now (tests, and the first round in Create).
-  void PollOnce();
+  // timeout_s = 0: the round's usual deadline (5 poll periods, within [0.2 s, 2 s]).
+  void PollOnce(double timeout_s = 0);
 
  private:
   struct Edge {

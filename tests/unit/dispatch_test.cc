@@ -256,7 +256,9 @@ TEST_F(DispatchTest, FailedEdgeIsRetriedElsewhereThenOnTheCloud) {
   std::vector<v1::QueryEvent> ev;
   ASSERT_TRUE(Query(Req("x0; x1; x2"), &ev).ok());
   for (const auto& e : ev) {
-    if (e.has_expansion()) EXPECT_EQ(e.expansion().node(), "edge-b");
+    if (e.has_expansion()) {
+      EXPECT_EQ(e.expansion().node(), "edge-b");
+    }
   }
   // edge-b fails too: the point goes to the cloud (edge-a is still marked unhealthy).
   edge_b_.fail = true;
