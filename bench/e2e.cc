@@ -161,10 +161,13 @@ double DirectCloudMs(v1::Cloud::Stub* cloud, const std::string& question, double
 
 int RunBenchE2e(const std::vector<std::string>& argv) {
   const char* c = "bench e2e";
-  auto a = Args::Parse(argv, {"eval", "target", "cloud", "queries", "concurrency", "timeout", "config",
-                              "models", "overhead-queries", "repeat", "tokenizer", "http-target"},
+  auto a = Args::Parse(argv, WithClientTlsFlags({"eval", "target", "cloud", "queries", "concurrency",
+                                                  "timeout", "config", "models", "overhead-queries",
+                                                  "repeat", "tokenizer", "http-target"}),
                        {"json", "http"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
+  auto tls = ParseClientTlsFlags(*a);
+  if (!tls.ok()) return Fail(c, std::string(tls.status().message()), 2);
   auto n = a->Int("queries", 0, 0, 100000);  // 0 = every question of the file
   auto conc = a->Int("concurrency", 4, 1, 256);
   auto timeout = a->Float("timeout", 60, 0, 3600);
@@ -223,7 +226,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     tok_own = *std::move(t);
     tok = tok_own.get();
   }
-  auto stub = v1::Pice::NewStub(MakeClientChannel(target));
+  auto stub = v1::Pice::NewStub(MakeClientChannel(target, *tls));
 
   json out;
   out["target"] = target;
@@ -252,7 +255,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   out["routes"]["cloud"] = SummarizeRuns(cloud_runs);
   out["routes"]["sketch"] = SummarizeRuns(sketch_runs);
   if (!cloud_addr.empty() && *overhead_n > 0) {
-    auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr));
+    auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr, *tls));
     std::vector<double> via, direct, diff;
     const size_t m = std::min<size_t>(qs.size(), size_t(*overhead_n));
     for (size_t i = 0; i < m; ++i) {

@@ -143,13 +143,13 @@ struct RouteResult {
   double total_ms = 0;
 };
 
-RouteResult RunRoute(const std::string& target, const std::vector<Question>& qs, v1::Route route,
-                     int concurrency) {
+RouteResult RunRoute(const std::string& target, const ClientTls& tls,
+                     const std::vector<Question>& qs, v1::Route route, int concurrency) {
   RouteResult r;
   r.outcomes.resize(qs.size());
   std::atomic<size_t> next{0};
   std::vector<std::thread> workers;
-  auto channel = MakeClientChannel(target);
+  auto channel = MakeClientChannel(target, tls);
   for (int w = 0; w < concurrency; ++w) {
     workers.emplace_back([&] {
       auto stub = v1::Pice::NewStub(channel);
@@ -250,9 +250,12 @@ std::string Pct(const Tally& t) { return absl::StrFormat("%6.2f %% (%d/%d)", 100
 }  // namespace
 
 int RunBenchQuality(const std::vector<std::string>& args) {
-  auto a = Args::Parse(args, {"eval", "target", "concurrency", "limit", "thresholds", "config"},
+  auto a = Args::Parse(args, WithClientTlsFlags({"eval", "target", "concurrency", "limit",
+                                                  "thresholds", "config"}),
                        {"json"});
   if (!a.ok()) return Fail("bench quality", std::string(a.status().message()), 2);
+  auto tls = ParseClientTlsFlags(*a);
+  if (!tls.ok()) return Fail("bench quality", std::string(tls.status().message()), 2);
   auto eval_path = a->Required("eval");
   if (!eval_path.ok()) return Fail("bench quality", std::string(eval_path.status().message()), 2);
   auto concurrency = a->Int("concurrency", 4, 1, 256);
@@ -281,8 +284,8 @@ int RunBenchQuality(const std::vector<std::string>& args) {
     return Fail("bench quality", "--thresholds needs the local stack (no --target)", 2);
   }
 
-  const RouteResult cloud = RunRoute(target, *qs, v1::ROUTE_CLOUD, static_cast<int>(*concurrency));
-  const RouteResult pice = RunRoute(target, *qs, v1::ROUTE_AUTO, static_cast<int>(*concurrency));
+  const RouteResult cloud = RunRoute(target, *tls, *qs, v1::ROUTE_CLOUD, static_cast<int>(*concurrency));
+  const RouteResult pice = RunRoute(target, *tls, *qs, v1::ROUTE_AUTO, static_cast<int>(*concurrency));
   const PointStats ps = ScorePoints(*qs, pice);
 
   // How the dependent questions went: which route answered, via the fallback or not.
@@ -318,7 +321,7 @@ int RunBenchQuality(const std::vector<std::string>& args) {
         o->escalation_min_confidence = mc;
       });
       if (!addr.ok()) return Fail("bench quality", std::string(addr.status().message()));
-      const RouteResult r = RunRoute(*addr, *qs, v1::ROUTE_AUTO, static_cast<int>(*concurrency));
+      const RouteResult r = RunRoute(*addr, ClientTls{}, *qs, v1::ROUTE_AUTO, static_cast<int>(*concurrency));
       const PointStats p = ScorePoints(*qs, r);
       sweep.push_back({{"threshold", th},
                        {"min_confidence", std::isfinite(mc) ? nlohmann::json(mc) : nlohmann::json("off")},

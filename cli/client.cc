@@ -155,10 +155,27 @@ void EventPrinter::Print(const v1::QueryEvent& ev) {
   std::fflush(out_);
 }
 
-std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target, const ClientTls& tls) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto credentials = MakeChannelCredentials(tls, &args);
+  return grpc::CreateCustomChannel(target, credentials, args);
+}
+
+absl::StatusOr<ClientTls> ParseClientTlsFlags(const Args& a) {
+  ClientTls tls;
+  if (a.Has("tls-dir")) tls = ClientTlsFromDir(a.Str("tls-dir"));
+  if (a.Has("ca")) tls.ca = a.Str("ca");
+  if (a.Has("cert")) tls.cert = a.Str("cert");
+  if (a.Has("key")) tls.key = a.Str("key");
+  tls.server_name = a.Str("server-name");
+  tls.enabled = a.Has("tls-dir") || a.Has("ca") || a.Has("cert") || a.Has("key") ||
+                a.Has("server-name");
+  if (absl::Status s = CheckClientTls(tls, a.Has("tls-dir") ? "--tls-dir" : "--");
+      !s.ok()) {
+    return s;
+  }
+  return tls;
 }
 
 grpc::Status RunQuery(v1::Pice::Stub* stub, const v1::QueryRequest& request, double timeout_s,

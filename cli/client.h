@@ -7,8 +7,12 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "common/args.h"
+#include "common/tls.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "pice/v1/pice.grpc.pb.h"
@@ -36,7 +40,24 @@ class EventPrinter {
   bool in_delta_ = false;
 };
 
-std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target);
+// A channel to `target`: plaintext, or TLS as `tls` says (common/tls.h).
+std::shared_ptr<grpc::Channel> MakeClientChannel(const std::string& target,
+                                                 const ClientTls& tls = {});
+
+// The client TLS flags every command that talks to a scheduler takes:
+//   --tls-dir DIR     DIR/ca.pem verifies the server, DIR/client.pem + client-key.pem are
+//                     presented (what scripts/dev-certs.sh writes)
+//   --ca FILE         verify the server against FILE (TLS without a client certificate)
+//   --cert FILE --key FILE   a client certificate (with --ca or the system roots)
+//   --server-name NAME       the name the server's certificate must carry
+// None of them: plaintext. Errors name the flag and the file.
+inline constexpr const char* kClientTlsFlags[] = {"tls-dir", "ca", "cert", "key", "server-name"};
+absl::StatusOr<ClientTls> ParseClientTlsFlags(const Args& a);
+// `flags` plus the TLS flags above.
+inline std::set<std::string> WithClientTlsFlags(std::set<std::string> flags) {
+  for (const char* f : kClientTlsFlags) flags.insert(f);
+  return flags;
+}
 
 // Runs one query and calls `on_event` for each event (on the calling thread). Returns the
 // call's final status. `timeout_s` <= 0: no deadline. `api_key` (when not empty) goes as

@@ -49,6 +49,7 @@ int RunLocal(const std::vector<std::string>& args) {
   if (!http_port.ok()) return Fail("local", std::string(http_port.status().message()), 2);
   lo.http_port = static_cast<int>(*http_port);
   lo.api_keys_file = a->Str("api-keys");
+  lo.tls_dir = a->Str("tls-dir");
   auto stack = LocalStack::Start(lo);
   if (!stack.ok()) return Fail("local", std::string(stack.status().message()));
 

@@ -100,6 +100,15 @@ class LocalStackImpl final : public LocalStack {
   ~LocalStackImpl() override { Shutdown(); }
 
   absl::Status Init(const LocalOptions& o) {
+    if (!o.tls_dir.empty()) {
+      // Every link mutual TLS from the directory's files: the client port and the links
+      // from the scheduler to the nodes (each node serves server.pem and wants client.pem).
+      std::error_code ec;
+      const std::string dir = fs::absolute(o.tls_dir, ec).string();
+      tls_ = ServerTlsFromDir(dir);
+      PICE_RETURN_IF_ERROR(CheckServerTls(tls_, "--tls-dir"));
+      PICE_RETURN_IF_ERROR(CheckClientTls(ClientTlsFromDir(dir), "--tls-dir"));
+    }
     PICE_ASSIGN_OR_RETURN(std::string models, FindModelsDir(o.models_dir));
     PICE_ASSIGN_OR_RETURN(std::string templates, FindTemplatesDir(models));
     std::string text = kDefaultConfig, name = "<built-in pice local config>", base = ".";
@@ -142,7 +151,7 @@ class LocalStackImpl final : public LocalStack {
       YAML::Node sched = YAML::Load(text)["scheduler"];
       if (!sched || sched.IsNull()) sched = YAML::Node(YAML::NodeType::Map);
       if (!sched.IsMap()) return root.ChildError("scheduler", "expected a mapping");
-      for (const char* k : {"cloud", "edges", "listen"}) {
+      for (const char* k : {"cloud", "edges", "listen", "tls", "node_tls"}) {
         if (sched[k]) {
           return root.ChildError("scheduler", absl::StrCat("`", k, "` is set by pice local"));
         }
@@ -150,6 +159,12 @@ class LocalStackImpl final : public LocalStack {
       sched["cloud"] = cloud_addr;
       sched["edges"] = edge_addrs;
       sched["listen"] = absl::StrCat("127.0.0.1:", o.port);
+      if (tls_.enabled()) {
+        const ClientTls c = ClientTlsFromDir(fs::path(tls_.cert).parent_path().string());
+        sched["node_tls"]["ca"] = c.ca;
+        sched["node_tls"]["cert"] = c.cert;
+        sched["node_tls"]["key"] = c.key;
+      }
       // --api-keys is the section's api_keys_file: read and checked like any other key.
       // (Absolute: a flag's path is the working directory's, not the config file's.)
       if (!o.api_keys_file.empty()) {
@@ -207,6 +222,7 @@ class LocalStackImpl final : public LocalStack {
     so.listen = absl::StrCat("127.0.0.1:", port);
     so.name = node;
     so.drain_seconds = 5;
+    so.tls = tls_;
     PICE_ASSIGN_OR_RETURN(auto server, GrpcServer::Start(so, {{full_name, svc}}));
     std::string addr = server->address();
     servers_.push_back(std::move(server));
@@ -241,6 +257,7 @@ class LocalStackImpl final : public LocalStack {
   std::string address_;
   int http_port_ = -1;
   bool shut_down_ = false;
+  ServerTls tls_;  // --tls-dir: every listener
 };
 
 }  // namespace

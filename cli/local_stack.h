@@ -21,6 +21,8 @@ struct LocalOptions {
   std::string models_dir;   // "" = search PICE_MODELS_DIR, ./models, <exe>/../models, ...
   int http_port = -1;       // the OpenAI HTTP API on 127.0.0.1; 0 = a free port; -1 = off
   std::string api_keys_file;  // "" = no keys (scheduler/api_keys.h)
+  std::string tls_dir;        // "" = plaintext; else mutual TLS on every link from
+                              // DIR/{ca,server,server-key,client,client-key}.pem
 };
 
 // Where the bundled models are: `flag` when set (any directory: a --config may name

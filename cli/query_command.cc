@@ -52,6 +52,9 @@ absl::StatusOr<QueryFlags> ParseQueryFlags(const Args& a) {
   r.set_category(a.Str("category"));
   r.set_request_id(a.Str("request-id"));
   r.set_prompt(absl::StrJoin(a.positional(), " "));
+  auto tls = ParseClientTlsFlags(a);
+  if (!tls.ok()) return tls.status();
+  q.tls = *std::move(tls);
   q.json = a.Flag("json");
   q.timeout_s = *timeout;
   return q;
@@ -65,7 +68,7 @@ int SendQuery(const std::string& cmd, const std::string& target, const QueryFlag
                  std::string(s.message()).c_str());
     return 1;
   }
-  auto stub = v1::Pice::NewStub(MakeClientChannel(target));
+  auto stub = v1::Pice::NewStub(MakeClientChannel(target, q.tls));
   EventPrinter printer(stdout, q.json);
   bool answered = false;
   grpc::Status s = RunQuery(stub.get(), q.request, q.timeout_s, q.api_key, [&](const v1::QueryEvent& ev) {
@@ -73,8 +76,16 @@ int SendQuery(const std::string& cmd, const std::string& target, const QueryFlag
     printer.Print(ev);
   });
   if (!s.ok()) {
-    std::fprintf(stderr, "pice %s: %s: %s\n", cmd.c_str(), StatusCodeName(s.error_code()).c_str(),
-                 s.error_message().c_str());
+    // A refused handshake reads as UNAVAILABLE like a server that is down: say what to check.
+    std::string hint;
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      hint = q.tls.enabled ? " (or the TLS handshake failed: is the server's certificate from "
+                             "the CA given, for this address or --server-name, and does the "
+                             "server accept this client certificate?)"
+                           : " (or it serves TLS: give --tls-dir DIR or --ca FILE)";
+    }
+    std::fprintf(stderr, "pice %s: %s: %s%s\n", cmd.c_str(), StatusCodeName(s.error_code()).c_str(),
+                 s.error_message().c_str(), hint.c_str());
     return 1;
   }
   if (!answered) {

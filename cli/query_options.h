@@ -7,6 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/args.h"
+#include "cli/client.h"
+#include "common/tls.h"
 #include "pice/v1/pice.pb.h"
 
 namespace pice::cli {
@@ -16,6 +18,7 @@ struct QueryFlags {
   bool json = false;
   double timeout_s = 120;    // 0 = no deadline
   std::string api_key;       // --api-key, else $PICE_API_KEY; sent as authorization: Bearer
+  ClientTls tls;             // --tls-dir, --ca, --cert, --key, --server-name (cli/client.h)
 };
 
 // The value flags a query takes (--route, --max-tokens, ...) plus `extra`.
@@ -24,6 +27,7 @@ inline std::set<std::string> QueryValueFlags(std::set<std::string> extra) {
                         "max-points", "category", "request-id", "timeout", "api-key"}) {
     extra.insert(f);
   }
+  for (const char* f : kClientTlsFlags) extra.insert(f);
   return extra;
 }
 

@@ -42,22 +42,26 @@ constexpr Command kCommands[] = {
      "  query     [--target HOST:PORT] [--route auto|cloud|sketch] [--json] [--max-tokens N]\n"
      "            [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]\n"
      "            [--max-points N] [--category C] [--timeout SECONDS]\n"
-     "            [--api-key KEY (or $PICE_API_KEY)] QUESTION\n"},
+     "            [--api-key KEY (or $PICE_API_KEY)] [TLS flags] QUESTION\n"
+     "            TLS flags: --tls-dir DIR (DIR/ca.pem, client.pem, client-key.pem, as\n"
+     "            scripts/dev-certs.sh writes) or --ca FILE [--cert FILE --key FILE];\n"
+     "            --server-name NAME when the certificate does not name the address\n"},
     {"local", false,
      "  local     [--config FILE] [--port P] [--http-port P] [--api-keys FILE] [--models DIR]\n"
-     "            [--log-level L]\n"
+     "            [--log-level L] [--tls-dir DIR]\n"
      "            [--print-config]\n"
      "            [query flags] [QUESTION]\n"
      "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
-     "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM\n"},
+     "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM;\n"
+     "            --tls-dir: mutual TLS on every link from scripts/dev-certs.sh's files\n"},
     {"bench quality", false,
      "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
-     "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE]\n"},
+     "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE] [TLS flags]\n"},
     {"bench e2e", false,
      "  bench e2e [--eval FILE.jsonl] [--target HOST:PORT --cloud HOST:PORT] [--queries N]\n"
      "            [--repeat R] [--concurrency C] [--timeout SECONDS] [--config FILE]\n"
      "            [--models DIR] [--tokenizer M.gguf] [--overhead-queries N] [--json]\n"
-     "            [--http [--http-target HOST:PORT]]\n"
+     "            [--http [--http-target HOST:PORT]] [TLS flags (as query)]\n"
      "            both routes on the same questions (all of the file by default), median\n"
      "            of R repeats with [min, max]; useful tokens = the answer text's tokens\n"},
     {"bench chaos", false,

@@ -40,7 +40,7 @@ macro(pice_folder_library name folder)
   add_library(${name} STATIC ${_srcs})
 endmacro()
 pice_folder_library(pice_common common)
-target_link_libraries(pice_common PUBLIC
+target_link_libraries(pice_common PUBLIC OpenSSL::SSL OpenSSL::Crypto
   pice_args pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
   absl::status absl::statusor absl::strings absl::str_format absl::synchronization absl::time
   absl::random_random Threads::Threads)

@@ -85,6 +85,7 @@ int RunNodeMain(int argc, char** argv, const NodeSpec& spec, const NodeLoader& l
   }
   ServerOptions so;
   so.listen = setup->listen;
+  so.tls = setup->tls;
   so.port_file = flags.port_file;
   so.drain_seconds = setup->drain_seconds;
   so.name = setup->name;

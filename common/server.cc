@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, MakeServerCredentials(options.tls), &s->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   for (const auto& e : services) {
     builder.RegisterService(e.service);
@@ -83,7 +83,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     health->SetServingStatus("", true);
     for (const auto& n : s->service_names_) health->SetServingStatus(n, true);
   }
-  spdlog::info("{}: listening on {} (port {})", options.name, s->address_, s->port_);
+  spdlog::info("{}: listening on {} (port {}{})", options.name, s->address_, s->port_,
+               !options.tls.enabled()          ? ", plaintext"
+               : options.tls.client_ca.empty() ? ", TLS"
+                                               : ", mutual TLS");
   if (!options.port_file.empty()) {
     absl::Status w = WriteFileAtomically(options.port_file, absl::StrCat(s->port_, "\n"));
     if (!w.ok()) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/tls.h"
 #include "grpcpp/server.h"
 
 namespace pice {
@@ -30,6 +31,7 @@ struct ServerOptions {
   double drain_seconds = 30;           // on Shutdown: time running calls get to finish
   int max_message_bytes = 4 << 20;     // largest request accepted
   std::string name = "pice";           // for logs
+  ServerTls tls;                       // TLS / mutual TLS (common/tls.h); default plaintext
 };
 
 struct ServiceEntry {

@@ -28,7 +28,7 @@ absl::Status ReadRequestLimits(const ConfigNode& root, RequestLimits* l) {
 
 absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>& own_keys,
                              NodeOptions* o) {
-  std::vector<std::string> keys = {"node",  "listen", "template",      "threads",   "max_batch",
+  std::vector<std::string> keys = {"node",  "listen", "tls", "template",  "threads",   "max_batch",
                                    "n_ctx", "limits", "drain_seconds", "log_level"};
   keys.insert(keys.end(), own_keys.begin(), own_keys.end());
   PICE_RETURN_IF_ERROR(root.CheckKeys(keys));
@@ -38,6 +38,7 @@ absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>
     return root.ChildError("listen", absl::StrCat("expected host:port with a port in [0, 65535], got \"",
                                                   o->listen, "\""));
   }
+  PICE_RETURN_IF_ERROR(ReadServerTls(root, "tls", &o->tls));
   PICE_RETURN_IF_ERROR(root.Require("template"));
   PICE_RETURN_IF_ERROR(root.ReadPath("template", &o->template_path));
   if (std::error_code ec; !std::filesystem::is_regular_file(o->template_path, ec)) {

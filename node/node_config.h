@@ -5,6 +5,7 @@
 //
 //   node: edge-1                 # name reported in responses and logs
 //   listen: 0.0.0.0:50071        # host:port; port 0 = any free port
+//   tls: {cert: server.pem, key: server-key.pem, client_ca: ca.pem}  # optional (common/tls.h)
 //   template: ../templates/pice-arith.yaml
 //   threads: 2                   # forward-pass threads
 //   max_batch: 16                # sequences decoded together
@@ -28,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "common/config.h"
+#include "common/tls.h"
 
 namespace pice {
 
@@ -47,6 +49,7 @@ struct RequestLimits {
 struct NodeOptions {
   std::string node;
   std::string listen;
+  ServerTls tls;  // `tls: {cert, key, client_ca}` (common/tls.h)
   std::string template_path;
   int threads = 2;
   int max_batch = 16;

@@ -1,6 +1,12 @@
 // scheduler.yaml: the scheduler's options, filled by one loader.
 //
 //   listen: 0.0.0.0:50051          # host:port; port 0 picks a free port
+//   tls: {cert: server.pem, key: server-key.pem, client_ca: ca.pem}  # the client port (gRPC
+//                                  # and HTTP): TLS; client_ca = mutual TLS (common/tls.h)
+//   node_tls: {ca: ca.pem, cert: client.pem, key: client-key.pem, server_name: pice-node}
+//                                  # links to cloud and edges: verify them against ca, present
+//                                  # cert; server_name when their certificates do not carry
+//                                  # the address (absent: plaintext links)
 //   api_keys_file: keys.txt        # optional: every query needs a listed key (scheduler/api_keys.h)
 //   http_listen: 0.0.0.0:8080      # OpenAI-compatible HTTP API (scheduler/http_server.h);
 //                                  # absent = off
@@ -50,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/tls.h"
 #include "scheduler/policy.h"
 
 namespace pice::scheduler {
@@ -62,6 +69,8 @@ struct EdgeAddress {
 struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string http_listen;            // "" = no HTTP API
+  ServerTls tls;                      // the client listeners (gRPC and HTTP)
+  ClientTls node_tls;                 // links to cloud and edges
   std::string api_keys_file;          // "" = no keys: queries count per x-api-key or peer
   int http_max_body_bytes = 1 << 20;
   std::string cloud;                  // required

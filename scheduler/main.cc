@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     pice::NodeSetup setup;
     setup.name = "scheduler";
     setup.listen = options->listen;
+    setup.tls = options->tls;
     setup.log_level = "info";
     setup.drain_seconds = options->drain_timeout_s;
     setup.create = [o = *options]() -> absl::StatusOr<pice::NodeServices> {

@@ -16,14 +16,15 @@ namespace {
 
 constexpr double kFirstRoundTimeoutS = 10;  // see Create
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ClientTls& tls) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   // Reconnect quickly after a node restarts.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto credentials = MakeChannelCredentials(tls, &args);
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 // One probe of one node: Health/Check and Load, concurrently.
@@ -68,14 +69,14 @@ NodeRegistry::NodeRegistry(const SchedulerOptions& o)
     : poll_s_(o.load_poll_s), eject_after_(o.eject_after_failures),
       eject_base_(absl::Seconds(o.eject_base_s)), eject_max_(absl::Seconds(o.eject_max_s)) {
   cloud_address_ = o.cloud;
-  cloud_channel_ = MakeChannel(o.cloud);
+  cloud_channel_ = MakeChannel(o.cloud, o.node_tls);
   cloud_stub_ = v1::Cloud::NewStub(cloud_channel_);
   cloud_health_.next_backoff = eject_base_;
   for (const EdgeAddress& a : o.edges) {
     auto e = std::make_unique<Edge>();
     e->config_name = a.name;
     e->address = a.address;
-    e->channel = MakeChannel(a.address);
+    e->channel = MakeChannel(a.address, o.node_tls);
     e->stub = v1::Edge::NewStub(e->channel);
     EdgeSnapshot s;
     s.name = a.name;

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/tls.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "pice/v1/pice.grpc.pb.h"
@@ -141,8 +142,10 @@ class Process {
 
 // grpc.health.v1.Health/Check("") through a generic stub (no generated health code):
 // true when the reply says SERVING (field 1 = 1).
-inline bool HealthServing(const std::string& address) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+inline bool HealthServing(const std::string& address, const ClientTls& tls = {}) {
+  grpc::ChannelArguments args;
+  auto credentials = MakeChannelCredentials(tls, &args);
+  auto channel = grpc::CreateCustomChannel(address, credentials, args);
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
@@ -195,7 +198,7 @@ class Node {
         const std::string p = ReadFile(port_file_);
         if (!p.empty()) port_ = std::atoi(p.c_str());
       }
-      if (port_ > 0 && HealthServing(address())) return true;
+      if (port_ > 0 && HealthServing(address(), tls_)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     *why = name_ + " not serving in time: " + process_->Stderr();
@@ -203,12 +206,15 @@ class Node {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  // How Ready() reaches a node that serves TLS.
+  void set_client_tls(const ClientTls& tls) { tls_ = tls; }
   Process& process() { return *process_; }
 
  private:
   std::string name_;
   std::string port_file_;
   int port_ = 0;
+  ClientTls tls_;
   std::unique_ptr<Process> process_;
 };
 

@@ -209,8 +209,12 @@ TEST_F(ServingTest, EnsembleReportsEveryCandidateAndSelectsByItsMethod) {
       EXPECT_EQ(x.selection(), x.node() == "edge-1" ? "consensus" : "confidence");
       for (const v1::Candidate& c : x.candidates()) {
         EXPECT_GE(s.score(), c.score()) << "the selected candidate ranks first";
-        if (x.selection() == "confidence") EXPECT_GE(s.mean_logprob(), c.mean_logprob());
-        if (x.selection() == "consensus") EXPECT_GE(s.consensus(), c.consensus());
+        if (x.selection() == "confidence") {
+          EXPECT_GE(s.mean_logprob(), c.mean_logprob());
+        }
+        if (x.selection() == "consensus") {
+          EXPECT_GE(s.consensus(), c.consensus());
+        }
       }
       ++checked;
     }
