@@ -58,13 +58,14 @@ int RunLocal(const std::vector<std::string>& args) {
     (*stack)->Shutdown();
     return rc;
   }
-  std::printf("pice local: scheduler on %s (nodes: %s); try\n  pice query --target %s "
+  std::printf("pice local: scheduler on %s (nodes: %s); try\n  pice query --target %s%s "
               "\"add 3 and 4; multiply 6 by 7\"\nCtrl-C stops.\n",
               (*stack)->address().c_str(), absl::StrJoin((*stack)->node_addresses(), ", ").c_str(),
-              (*stack)->address().c_str());
+              (*stack)->address().c_str(),
+              lo.tls_dir.empty() ? "" : (" --tls-dir " + lo.tls_dir).c_str());
   if ((*stack)->http_port() >= 0) {
-    std::printf("OpenAI API on http://127.0.0.1:%d/v1 (models pice-auto, pice-sketch, pice-cloud)\n",
-                (*stack)->http_port());
+    std::printf("OpenAI API on %s://127.0.0.1:%d/v1 (models pice-auto, pice-sketch, pice-cloud)\n",
+                lo.tls_dir.empty() ? "http" : "https", (*stack)->http_port());
   }
   std::fflush(stdout);
   WaitForShutdownSignal();

@@ -160,6 +160,9 @@ class LocalStackImpl final : public LocalStack {
       sched["edges"] = edge_addrs;
       sched["listen"] = absl::StrCat("127.0.0.1:", o.port);
       if (tls_.enabled()) {
+        sched["tls"]["cert"] = tls_.cert;
+        sched["tls"]["key"] = tls_.key;
+        sched["tls"]["client_ca"] = tls_.client_ca;
         const ClientTls c = ClientTlsFromDir(fs::path(tls_.cert).parent_path().string());
         sched["node_tls"]["ca"] = c.ca;
         sched["node_tls"]["cert"] = c.cert;

@@ -4,18 +4,23 @@
 #include <condition_variable>
 #include <chrono>
 #include <deque>
+#include <fstream>
+#include <type_traits>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
+#include "common/tls_reload.h"
 #include "scheduler/openai.h"
 #include "spdlog/spdlog.h"
 
@@ -83,6 +88,9 @@ class HttpServer::Impl {
 
  private:
   void Accept();
+  // The TLS context for a new connection: rebuilt when the checked copies of the files
+  // change (common/tls_reload.h), looked at no more than once a second. Error: why not.
+  absl::StatusOr<std::shared_ptr<net::ssl::context>> TlsContext();
 
   HttpOptions options_;
   PiceService* service_;
@@ -95,27 +103,53 @@ class HttpServer::Impl {
   std::condition_variable ended_;
   std::map<uint64_t, std::function<void()>> running_;  // guarded by mu_
   uint64_t next_id_ = 1;                               // guarded by mu_
+  // TLS (options_.tls.enabled()): used by the accept handler only (one accept at a time).
+  TlsSnapshot tls_copy_;
+  std::shared_ptr<net::ssl::context> tls_ctx_;
+  std::string tls_seen_;  // the copies' contents tls_ctx_ was built from
+  std::chrono::steady_clock::time_point tls_checked_;
 };
 
 namespace {
 
-// One connection: requests one after the other (keep-alive); while a query runs, a read
-// watches for the client going away.
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {}
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-  void Run() { ReadRequest(); }
+// One connection: requests one after the other (keep-alive); while a query runs, a read
+// watches for the client going away. Stream: beast::tcp_stream, or TlsStream over it.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+ public:
+  Session(tcp::socket socket, HttpServer::Impl* server) requires(!kTls)
+      : stream_(std::move(socket)), server_(server) {}
+  Session(tcp::socket socket, HttpServer::Impl* server, std::shared_ptr<net::ssl::context> tls)
+    requires(kTls)
+      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), server_(server) {}
+
+  void Run() {
+    if constexpr (kTls) {
+      Lowest().expires_after(std::chrono::seconds(30));
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (ec) return self->Close();
+                                self->ReadRequest();
+                              });
+    } else {
+      ReadRequest();
+    }
+  }
 
  private:
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
   void ReadRequest() {
     parser_.emplace();
     parser_->body_limit(server_->options().max_body_bytes);
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::minutes(5));  // idle keep-alive connections
+    Lowest().expires_after(std::chrono::minutes(5));  // idle keep-alive connections
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        self->OnRequest(ec);
                      });
   }
@@ -130,7 +164,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return SendError(e);
     }
     if (ec) return Close();
-    stream_.expires_never();
+    Lowest().expires_never();
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
     const std::string target(req.target());
@@ -180,7 +214,7 @@ class Session : public std::enable_shared_from_this<Session> {
       key = std::string(k->value());
     }
     beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = Lowest().socket().remote_endpoint(ec);
     return PiceService::ClientKey(key, ec ? "unknown" : ep.address().to_string());
   }
 
@@ -197,7 +231,7 @@ class Session : public std::enable_shared_from_this<Session> {
         endpoint == openai::Endpoint::kChat ? "chatcmpl-" : "cmpl-", query_id_);
     response_.emplace(endpoint, id, parsed->model, Now(), &server_->service()->options(),
                       parsed->logprobs);
-    std::weak_ptr<Session> weak = shared_from_this();
+    std::weak_ptr<Session> weak = this->shared_from_this();
     auto strand = stream_.get_executor();
     std::function<void()> cancel;
     int retry_ms = 0;
@@ -234,8 +268,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // read is cancelled before the next request is read (NextOrClose).
   void WatchDisconnect() {
     watching_ = true;
-    stream_.socket().async_read_some(
-        buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    stream_.async_read_some(
+        buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
           self->watching_ = false;
           if (ec == net::error::operation_aborted) {
             if (self->read_after_watch_) {
@@ -316,7 +350,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // The disconnect watch still reads: stop it, then read the next request.
       read_after_watch_ = true;
       beast::error_code ec;
-      stream_.socket().cancel(ec);
+      Lowest().socket().cancel(ec);
       return;
     }
     ReadRequest();
@@ -334,8 +368,8 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     writing_ = true;
-    net::async_write(stream_.socket(), net::buffer(out_.front()),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+    net::async_write(stream_, net::buffer(out_.front()),
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        self->out_.pop_front();
                        if (ec) {
                          self->out_.clear();
@@ -351,12 +385,26 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Close() {
+    if constexpr (kTls) {
+      // close_notify first (a TLS client tells a clean end from a cut one), briefly.
+      if (!closing_ && Lowest().socket().is_open()) {
+        closing_ = true;
+        Lowest().expires_after(std::chrono::seconds(2));
+        return stream_.async_shutdown(
+            [self = this->shared_from_this()](beast::error_code) { self->CloseSocket(); });
+      }
+    }
+    CloseSocket();
+  }
+  void CloseSocket() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().socket().close(ec);
   }
 
-  beast::tcp_stream stream_;
+  std::shared_ptr<net::ssl::context> tls_;  // kept for the connection's life
+  Stream stream_;
+  bool closing_ = false;
   HttpServer::Impl* server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -396,18 +444,75 @@ absl::Status HttpServer::Impl::Listen() {
         absl::StrCat("http_listen: cannot listen on ", options_.listen, ": ", ec.message()));
   }
   port_ = acceptor_.local_endpoint().port();
+  if (options_.tls.enabled()) {
+    auto copy = WatchTlsFiles(options_.tls.cert, options_.tls.key, options_.tls.client_ca);
+    if (!copy.ok()) return absl::InvalidArgumentError(absl::StrCat("tls: ", copy.status().message()));
+    tls_copy_ = *copy;
+    auto ctx = TlsContext();
+    if (!ctx.ok()) return ctx.status();
+  }
   Accept();
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.emplace_back([this] { ioc_.run(); });
   }
-  spdlog::info("http: OpenAI API on {}:{}", host, port_);
+  spdlog::info("http: OpenAI API on {}:{} ({})", host, port_,
+               !options_.tls.enabled()          ? "plaintext"
+               : options_.tls.client_ca.empty() ? "https"
+                                                : "https, client certificates required");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<net::ssl::context>> HttpServer::Impl::TlsContext() {
+  const auto now = std::chrono::steady_clock::now();
+  if (tls_ctx_ && now - tls_checked_ < std::chrono::seconds(1)) return tls_ctx_;
+  tls_checked_ = now;
+  std::string identity, ca;
+  auto read = [](const std::string& path, std::string* out) {
+    std::ifstream in(path, std::ios::binary);
+    out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return static_cast<bool>(in) || in.eof();
+  };
+  if (!read(tls_copy_.identity, &identity) || (!tls_copy_.ca.empty() && !read(tls_copy_.ca, &ca))) {
+    if (tls_ctx_) return tls_ctx_;
+    return absl::UnavailableError("tls: cannot read the certificate copies");
+  }
+  if (tls_ctx_ && identity + ca == tls_seen_) return tls_ctx_;
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  beast::error_code ec;
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                       net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                       net::ssl::context::no_tlsv1_1,
+                   ec);
+  // One PEM file holds the key and the chain (the PEM readers skip the other blocks).
+  if (!ec) ctx->use_certificate_chain(net::buffer(identity), ec);
+  if (!ec) ctx->use_private_key(net::buffer(identity), net::ssl::context::pem, ec);
+  if (!ec && !ca.empty()) {
+    ctx->add_certificate_authority(net::buffer(ca), ec);
+    if (!ec) {
+      ctx->set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert, ec);
+    }
+  }
+  if (ec) {
+    spdlog::warn("http: tls: the new certificates do not load ({}); keeping the previous ones",
+                 ec.message());
+    if (tls_ctx_) return tls_ctx_;
+    return absl::InvalidArgumentError(absl::StrCat("tls: ", ec.message()));
+  }
+  if (tls_ctx_) spdlog::info("http: tls: certificates reloaded");
+  tls_ctx_ = std::move(ctx);
+  tls_seen_ = identity + ca;
+  return tls_ctx_;
 }
 
 void HttpServer::Impl::Accept() {
   acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
     if (ec == net::error::operation_aborted) return;
-    if (!ec) std::make_shared<Session>(std::move(s), this)->Run();
+    if (!ec && !options_.tls.enabled()) {
+      std::make_shared<Session<beast::tcp_stream>>(std::move(s), this)->Run();
+    } else if (!ec) {
+      auto ctx = TlsContext();
+      if (ctx.ok()) std::make_shared<Session<TlsStream>>(std::move(s), this, *ctx)->Run();
+    }
     Accept();
   });
 }

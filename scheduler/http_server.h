@@ -20,6 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/tls.h"
 #include "scheduler/service.h"
 
 namespace pice::scheduler {
@@ -28,6 +29,8 @@ struct HttpOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0 = a free port
   size_t max_body_bytes = 1 << 20;     // larger bodies: 413
   int threads = 2;                     // event-loop threads
+  ServerTls tls;                       // https (and client certificates with client_ca);
+                                       // reloaded as common/tls.h says
 };
 
 class HttpServer {

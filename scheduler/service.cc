@@ -218,6 +218,7 @@ absl::StatusOr<int> Scheduler::ServeHttp(const std::string& listen) {
   HttpOptions o;
   o.listen = listen;
   o.max_body_bytes = static_cast<size_t>(service_->options().http_max_body_bytes);
+  o.tls = service_->options().tls;
   auto http = HttpServer::Start(o, service_.get());
   if (!http.ok()) return http.status();
   http_ = *std::move(http);

@@ -57,8 +57,10 @@ class TlsTest : public ::testing::Test {
       n->set_client_tls(ClientTlsFromDir(a_));
       ASSERT_TRUE(n->Ready(&why)) << why;
     }
+    http_port_ = FreePort();
     sched_ = new Node(*dir_, "scheduler", "pice-scheduler",
-                      "listen: 127.0.0.1:0\ncloud: " + cloud_->address() + "\nedges: [" +
+                      "listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:" + std::to_string(http_port_) +
+                          "\ncloud: " + cloud_->address() + "\nedges: [" +
                           edge_->address() + "]\ntimeouts: {load_poll: 100ms}\n"
                           "escalation: {threshold: 0}\n" + tls + "node_tls: {ca: " + a_ +
                           "/ca.pem, cert: " + a_ + "/client.pem, key: " + a_ + "/client-key.pem}\n");
@@ -91,11 +93,13 @@ class TlsTest : public ::testing::Test {
 
   static TempDir* dir_;
   static std::string a_;
+  static int http_port_;
   static Node *cloud_, *edge_, *sched_;
 };
 
 TempDir* TlsTest::dir_ = nullptr;
 std::string TlsTest::a_;
+int TlsTest::http_port_ = 0;
 Node* TlsTest::cloud_ = nullptr;
 Node* TlsTest::edge_ = nullptr;
 Node* TlsTest::sched_ = nullptr;
@@ -160,6 +164,32 @@ TEST_F(TlsTest, CliNamesTheProblem) {
   EXPECT_NE(out.find("3+4=7"), std::string::npos) << out;
 }
 
+TEST_F(TlsTest, HttpApiServesHttpsAndWantsTheClientCertificate) {
+  const std::string url = "https://127.0.0.1:" + std::to_string(http_port_);
+  const std::string curl = "curl -sS --max-time 20 --cacert " + a_ + "/ca.pem ";
+  const std::string with_cert = curl + "--cert " + a_ + "/client.pem --key " + a_ + "/client-key.pem ";
+  std::string out;
+  ASSERT_EQ(RunCommand(with_cert + url + "/v1/models", &out), 0) << out;
+  EXPECT_NE(out.find("pice-auto"), std::string::npos) << out;
+  // Streamed chat over https, on the sketch route.
+  ASSERT_EQ(RunCommand(with_cert + "-N -H 'Content-Type: application/json' -d "
+                       "'{\"model\":\"pice-sketch\",\"stream\":true,\"messages\":"
+                       "[{\"role\":\"user\",\"content\":\"add 3 and 4; multiply 6 by 7\"}]}' " +
+                       url + "/v1/chat/completions", &out),
+            0) << out;
+  EXPECT_NE(out.find("data: [DONE]"), std::string::npos) << out;
+  EXPECT_NE(out.find("3+4="), std::string::npos) << out;
+  // No client certificate, a foreign one, or plain http: no answer.
+  EXPECT_NE(RunCommand(curl + url + "/v1/models", &out), 0) << out;
+  const std::string other = dir_->File("other-ca");
+  EXPECT_NE(RunCommand(curl + "--cert " + other + "/client.pem --key " + other +
+                       "/client-key.pem " + url + "/v1/models", &out), 0) << out;
+  EXPECT_EQ(out.find("pice-auto"), std::string::npos) << out;
+  EXPECT_NE(RunCommand("curl -sS --max-time 5 http://127.0.0.1:" + std::to_string(http_port_) +
+                       "/v1/models", &out), 0) << out;
+  EXPECT_EQ(out.find("pice-auto"), std::string::npos) << out;
+}
+
 // The peer certificate a fresh connection to `address` sees (PEM).
 std::string ServerCertificate(const std::string& address, const ClientTls& tls) {
   grpc::ChannelArguments args;
@@ -221,6 +251,17 @@ TEST_F(TlsTest, CertificatesRotateUnderLoadWithoutLosingAQuery) {
     }
     EXPECT_EQ(now, rotated) << n->address() << " serves the new certificate";
   }
+  // The HTTP listener too.
+  std::string want, got;
+  ASSERT_EQ(RunCommand("openssl x509 -noout -serial -in " + a_ + "/server.pem", &want), 0);
+  for (int i = 0; i < 50 && got != want; ++i) {
+    RunCommand("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(http_port_) +
+                   " -cert " + a_ + "/client.pem -key " + a_ + "/client-key.pem 2>/dev/null" +
+                   " | openssl x509 -noout -serial",
+               &got);
+    if (got != want) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(got, want) << "the HTTP listener serves the new certificate";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop = true;
   for (auto& c : clients) c.join();

@@ -13,8 +13,10 @@
 #include <string>
 #include <thread>
 
+#include "cloud/cloud_config.h"
 #include "common/config.h"
 #include "common/tls_reload.h"
+#include "edge/edge_config.h"
 #include "scheduler/config.h"
 
 namespace pice {
@@ -131,6 +133,32 @@ TEST_F(TlsConfigTest, SchedulerNodeTlsIsCheckedToo) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_TRUE(o->node_tls.enabled);
   EXPECT_EQ(o->node_tls.server_name, "pice-edge");
+}
+
+// deploy/multi-host/ (mutual TLS on every link) loads once its certs/ exist.
+TEST_F(TlsConfigTest, MultiHostDeployConfigsLoadWithDevCerts) {
+  const std::string src = std::string(PICE_SOURCE_DIR);
+  const std::string root = *dir_ + "/tree";
+  fs::create_directories(root + "/deploy/multi-host");
+  for (const char* d : {"models", "templates"}) fs::create_directory_symlink(src + "/" + d, root + "/" + d);
+  for (const char* f : {"cloud.yaml", "edge.yaml", "scheduler.yaml"}) {
+    fs::copy_file(src + "/deploy/multi-host/" + f, root + "/deploy/multi-host/" + f);
+  }
+  const std::string d = root + "/deploy/multi-host/";
+  auto missing = LoadCloudOptions(d + "cloud.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("tls.cert"), absl::string_view::npos) << missing.status();
+  ASSERT_EQ(std::system((src + "/scripts/dev-certs.sh " + d + "certs >/dev/null").c_str()), 0);
+  auto cloud = LoadCloudOptions(d + "cloud.yaml");
+  ASSERT_TRUE(cloud.ok()) << cloud.status();
+  EXPECT_FALSE(cloud->tls.client_ca.empty());
+  auto edge = LoadEdgeOptions(d + "edge.yaml");
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  EXPECT_FALSE(edge->tls.client_ca.empty());
+  auto sched = scheduler::LoadSchedulerOptions(d + "scheduler.yaml");
+  ASSERT_TRUE(sched.ok()) << sched.status();
+  EXPECT_FALSE(sched->tls.client_ca.empty());
+  EXPECT_FALSE(sched->node_tls.cert.empty());
 }
 
 TEST_F(TlsConfigTest, ReloaderCopiesARotationAndKeepsTheOldSetWhenTheNewOneIsBad) {
