@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include <map>
@@ -51,6 +52,8 @@ using Clock = std::chrono::steady_clock;
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 struct QueryResult {
+  bool cached = false;           // answered from the scheduler's response cache
+  double scheduler_ms = 0;       // the answer's own total_ms (the scheduler's time)
   double latency_ms = 0;
   double first_content_ms = 0;
   std::string answer;            // the answer text (its tokens are counted after the run)
@@ -63,10 +66,12 @@ struct RouteStats {
   double wall_s = 0;
 };
 
-// Runs every question on `route` with `concurrency` client threads. `tok` counts the
-// answer's tokens (null: useful tokens are not counted).
+// Runs every question on `route` with `concurrency` client threads, past the response
+// cache unless `use_cache` (then with `seed`, which keys the cache and changes no greedy
+// answer).
 RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::Route route,
-                    int concurrency, double timeout_s) {
+                    int concurrency, double timeout_s, bool use_cache = false,
+                    uint64_t seed = 0) {
   RouteStats st;
   std::mutex mu;
   std::atomic<size_t> next{0};
@@ -78,6 +83,8 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
         v1::QueryRequest req;
         req.set_prompt(qs[i].question);
         req.set_route(route);
+        req.set_no_cache(!use_cache);
+        req.mutable_params()->set_seed(seed);
         auto start = Clock::now();
         QueryResult r;
         double first = -1;
@@ -88,6 +95,8 @@ RouteStats RunRoute(v1::Pice::Stub* stub, const std::vector<Question>& qs, v1::R
           }
           if (ev.has_answer()) {
             answer = ev.answer().text();
+            r.cached = ev.answer().cached();
+            r.scheduler_ms = ev.answer().timings().total_ms();
             for (const auto& n : ev.answer().tokens()) r.generated_tokens += n.generated_tokens();
           }
         });
@@ -134,6 +143,54 @@ std::map<std::string, double> Figures(const RouteStats& s, const Tokenizer* tok)
   return f;
 }
 
+// --repeat-share F: a stream of questions of which a share F repeats an earlier one (chosen
+// uniformly, fixed seed), on the auto route, once past the response cache and once through
+// it, the order alternating per repeat. Each repeat keys its own cache entries (the seed),
+// so no repeat finds the previous one's. Median [min, max] over the repeats.
+json CacheRuns(v1::Pice::Stub* stub, const std::vector<Question>& fresh, double share,
+               int concurrency, double timeout_s, int repeats) {
+  std::vector<Question> qs;
+  std::mt19937 rng(20261206);
+  size_t next_fresh = 0;
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    if (!qs.empty() && std::uniform_real_distribution<double>(0, 1)(rng) < share) {
+      qs.push_back(qs[std::uniform_int_distribution<size_t>(0, qs.size() - 1)(rng)]);
+    } else {
+      qs.push_back(fresh[next_fresh++]);
+    }
+  }
+  std::vector<std::map<std::string, double>> with, without;
+  for (int r = 0; r < repeats; ++r) {
+    for (int k = 0; k < 2; ++k) {
+      const bool cached = (k == 0) == (r % 2 == 0);
+      RouteStats st = RunRoute(stub, qs, v1::ROUTE_AUTO, concurrency, timeout_s, cached,
+                               /*seed=*/1000 + uint64_t(r));
+      std::map<std::string, double> f = Figures(st, nullptr);
+      std::vector<double> hit_ms, hit_sched_ms;
+      for (const QueryResult& q : st.ok) {
+        if (!q.cached) continue;
+        hit_ms.push_back(q.latency_ms);
+        hit_sched_ms.push_back(q.scheduler_ms);
+      }
+      f["hit_rate"] = st.ok.empty() ? 0.0 : double(hit_ms.size()) / double(st.ok.size());
+      if (!hit_ms.empty()) {
+        f["hit_latency_ms_p50"] = Percentile(hit_ms, 0.5);
+        f["hit_scheduler_ms_p50"] = Percentile(hit_sched_ms, 0.5);
+        f["hit_scheduler_ms_p99"] = Percentile(hit_sched_ms, 0.99);
+      }
+      (cached ? with : without).push_back(f);
+      std::fprintf(stderr, "bench e2e: cache repeat %d/%d, %s: %zu ok, %d failed, %.1f s\n", r + 1,
+                   repeats, cached ? "with the cache" : "without", st.ok.size(), st.failed, st.wall_s);
+    }
+  }
+  return {{"repeat_share", share},
+          {"questions", qs.size()},
+          {"repeated", qs.size() - next_fresh},
+          {"route", "auto"},
+          {"with_cache", SummarizeRuns(with)},
+          {"without_cache", SummarizeRuns(without)}};
+}
+
 // Latency of a direct Cloud.Generate call for `question`, or -1 on error.
 double DirectCloudMs(v1::Cloud::Stub* cloud, const std::string& question, double timeout_s) {
   grpc::ClientContext ctx;
@@ -163,7 +220,8 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   const char* c = "bench e2e";
   auto a = Args::Parse(argv, WithClientTlsFlags({"eval", "target", "cloud", "queries", "concurrency",
                                                   "timeout", "config", "models", "overhead-queries",
-                                                  "repeat", "tokenizer", "http-target"}),
+                                                  "repeat", "tokenizer", "http-target",
+                                                  "repeat-share"}),
                        {"json", "http"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
   auto tls = ParseClientTlsFlags(*a);
@@ -173,6 +231,8 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   auto timeout = a->Float("timeout", 60, 0, 3600);
   auto overhead_n = a->Int("overhead-queries", 40, 0, 100000);
   auto repeat = a->Int("repeat", 3, 1, 100);
+  auto repeat_share = a->Float("repeat-share", 0, 0, 0.95);
+  if (!repeat_share.ok()) return Fail(c, std::string(repeat_share.status().message()), 2);
   if (!repeat.ok()) return Fail(c, std::string(repeat.status().message()), 2);
   if (!overhead_n.ok()) return Fail(c, std::string(overhead_n.status().message()), 2);
   if (!n.ok() || !conc.ok() || !timeout.ok()) {
@@ -254,6 +314,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   }
   out["routes"]["cloud"] = SummarizeRuns(cloud_runs);
   out["routes"]["sketch"] = SummarizeRuns(sketch_runs);
+  if (*repeat_share > 0) out["cache"] = CacheRuns(stub.get(), qs, *repeat_share, int(*conc), *timeout, int(*repeat));
   if (!cloud_addr.empty() && *overhead_n > 0) {
     auto cloud = v1::Cloud::NewStub(MakeClientChannel(cloud_addr, *tls));
     std::vector<double> via, direct, diff;
@@ -293,7 +354,8 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     const size_t m = std::min<size_t>(qs.size(), size_t(*overhead_n));
     for (size_t i = 0; i < m; ++i) {
       const json body = {{"model", "pice-cloud"},
-                         {"messages", json::array({{{"role", "user"}, {"content", qs[i].question}}})}};
+                         {"messages", json::array({{{"role", "user"}, {"content", qs[i].question}}})},
+                         {"pice", {{"cache", false}}}};
       std::string reply;
       // A warm-up pair, then the measured one, in alternating order.
       for (int warm = 0; warm < 2; ++warm) {
@@ -345,6 +407,17 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
     }
     if (out.contains("scheduler_overhead_ms_p50")) {
       std::printf("scheduler overhead p50 %.2f ms\n", out["scheduler_overhead_ms_p50"].get<double>());
+    }
+    if (out.contains("cache")) {
+      const json& w = out["cache"]["with_cache"];
+      const json& wo = out["cache"]["without_cache"];
+      auto get = [](const json& j, const char* k) { return j.contains(k) ? j[k].get<double>() : -1.0; };
+      std::printf("response cache, %.0f %% repeated questions (auto route): hit rate %.2f; latency "
+                  "p50 %.1f ms with, %.1f ms without; queries/s %.1f with, %.1f without; a hit "
+                  "p50 %.2f ms at the client, %.3f ms at the scheduler\n",
+                  100 * out["cache"]["repeat_share"].get<double>(), get(w, "hit_rate"),
+                  get(w, "latency_ms_p50"), get(wo, "latency_ms_p50"), get(w, "queries_per_s"),
+                  get(wo, "queries_per_s"), get(w, "hit_latency_ms_p50"), get(w, "hit_scheduler_ms_p50"));
     }
     std::printf("%s\n", out.dump().c_str());
   }

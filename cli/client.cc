@@ -93,6 +93,7 @@ nlohmann::json EventToJson(const v1::QueryEvent& ev) {
     j["route"] = RouteName(a.route());
     j["finish_reason"] = FinishName(a.finish_reason());
     j["degraded"] = a.degraded();
+    j["cached"] = a.cached();
     j["points"] = std::vector<std::string>(a.points().begin(), a.points().end());
     j["expansions"] = std::vector<std::string>(a.expansions().begin(), a.expansions().end());
     j["tokens"] = nlohmann::json::array();
@@ -146,10 +147,10 @@ void EventPrinter::Print(const v1::QueryEvent& ev) {
       toks.push_back(absl::StrFormat("%s %d+%d", t.node(), t.prompt_tokens(), t.generated_tokens()));
     }
     std::fprintf(out_,
-                 "answer (%s, %s): %s\n  first event %.1f ms, sketch %.1f ms, total %.1f ms; "
+                 "answer (%s, %s%s): %s\n  first event %.1f ms, sketch %.1f ms, total %.1f ms; "
                  "tokens prompt+generated: %s\n",
                  RouteName(a.route()).c_str(), FinishName(a.finish_reason()).c_str(),
-                 a.text().c_str(), a.timings().first_event_ms(), a.timings().sketch_done_ms(),
+                 a.cached() ? ", cached" : "", a.text().c_str(), a.timings().first_event_ms(), a.timings().sketch_done_ms(),
                  a.timings().total_ms(), absl::StrJoin(toks, ", ").c_str());
   }
   std::fflush(out_);

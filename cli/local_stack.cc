@@ -64,6 +64,8 @@ scheduler:
   escalation: {threshold: 0.5, min_confidence: -0.1}
   answer: {point_format: "{expansion}.", separator: " "}
   timeouts: {load_poll: 100ms}
+  # Repeated deterministic questions are answered from memory (scheduler/response_cache.h).
+  cache: {kind: memory, ttl: 10m, max_bytes: 67108864}
 )";
 
 bool HasModels(const fs::path& dir) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/reactors.h"
 #include "common/status.h"
+#include "node/model_version.h"
 #include "node/local_backend.h"
 #include "node/request.h"
 #include "node/expand_rpc.h"
@@ -78,6 +79,7 @@ void CloudService::FillLoad(v1::LoadResponse* resp) const {
   resp->set_max_queue(options_.max_queue);
   resp->set_tokens_per_s(st.tokens_per_s);
   resp->add_models(backend_->name());
+  resp->set_model_version(model_version_);
   for (std::string& n : backend_->Notes()) resp->add_notes(std::move(n));
   resp->set_draining(draining_.load());
   resp->set_engine_active(st.active);
@@ -111,6 +113,8 @@ absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOp
   VoteOptions vote;
   vote.method = SelectionMethod::kConfidence;
   PICE_ASSIGN_OR_RETURN(s->expander_, Ensemble::Create({self}, vote, s->template_, backends));
+  PICE_ASSIGN_OR_RETURN(s->model_version_,
+                        ModelVersion(options.template_path, {self}, absl::StrCat("cloud n_ctx ", options.n_ctx)));
   spdlog::info("{}: model {} ({}), template {} ({})", options.node, s->backend_->name(),
                options.remote ? options.remote->base_url : options.model_path,
                s->template_.family, options.template_path);

@@ -64,6 +64,7 @@ class CloudService final : public v1::Cloud::CallbackService {
                             const google::protobuf::RepeatedPtrField<v1::ChatTurn>& history) const;
 
   CloudOptions options_;
+  std::string model_version_;  // node/model_version.h
   PromptTemplate template_;
   std::shared_ptr<ModelBackend> backend_;
   std::unique_ptr<Ensemble> expander_;

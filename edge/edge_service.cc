@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/reactors.h"
 #include "common/status.h"
+#include "node/model_version.h"
 #include "node/expand_rpc.h"
 #include "engine/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -23,6 +24,13 @@ absl::StatusOr<std::unique_ptr<EdgeService>> EdgeService::Create(const EdgeOptio
   eo.n_ctx = options.n_ctx;
   PICE_ASSIGN_OR_RETURN(auto backends, CreateMemberBackends(options.members, eo));
   PICE_ASSIGN_OR_RETURN(s->ensemble_, Ensemble::Create(options.members, options.vote, tmpl, backends));
+  const VoteOptions& v = options.vote;
+  PICE_ASSIGN_OR_RETURN(
+      s->model_version_,
+      ModelVersion(options.template_path, options.members,
+                   absl::StrCat("edge n_ctx ", options.n_ctx, " vote ", static_cast<int>(v.method), " ",
+                                static_cast<int>(v.similarity), " ", v.hybrid_weight, " ",
+                                v.agree_similarity)));
   std::string names;
   for (const auto& m : options.members) absl::StrAppend(&names, names.empty() ? "" : ", ", m.name);
   spdlog::info("{}: ensemble [{}] on {} model(s), selection {}, template {}", options.node,
@@ -169,6 +177,7 @@ void EdgeService::FillLoad(v1::LoadResponse* resp) {
   resp->set_free_slots(std::max(0, options_.max_slots - active_));
   resp->set_tokens_per_s(tokens_per_s_);
   for (const auto& m : ensemble_->members()) resp->add_models(m.name);
+  resp->set_model_version(model_version_);
   resp->set_draining(draining_.load());
   resp->set_max_queue(options_.max_queue);
   for (const auto& b : ensemble_->backends()) {

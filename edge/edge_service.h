@@ -56,6 +56,7 @@ class EdgeService final : public v1::Edge::CallbackService {
   int RetryAfterMsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   EdgeOptions options_;
+  std::string model_version_;  // node/model_version.h
   std::unique_ptr<Ensemble> ensemble_;
   std::atomic<bool> draining_{false};
 

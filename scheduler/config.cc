@@ -20,7 +20,7 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "api_keys_file", "cloud",
-                                       "tls", "node_tls",
+                                       "tls", "node_tls", "cache",
                                        "edges", "policy", "policy_file",
                                        "escalation", "limits", "timeouts", "answer", "health",
                                        "degraded"}));
@@ -33,6 +33,7 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   }
   PICE_RETURN_IF_ERROR(ReadServerTls(root, "tls", &o.tls));
   PICE_RETURN_IF_ERROR(ReadClientTls(root, "node_tls", &o.node_tls));
+  PICE_RETURN_IF_ERROR(ReadCacheOptions(root, &o.cache));
   PICE_RETURN_IF_ERROR(root.ReadInt("http_max_body_bytes", &o.http_max_body_bytes, 1024, 1 << 28));
   if (root.Has("api_keys_file")) {
     PICE_RETURN_IF_ERROR(root.ReadPath("api_keys_file", &o.api_keys_file));

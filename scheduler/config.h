@@ -58,6 +58,7 @@
 #include "common/config.h"
 #include "common/tls.h"
 #include "scheduler/policy.h"
+#include "scheduler/response_cache.h"
 
 namespace pice::scheduler {
 
@@ -71,6 +72,7 @@ struct SchedulerOptions {
   std::string http_listen;            // "" = no HTTP API
   ServerTls tls;                      // the client listeners (gRPC and HTTP)
   ClientTls node_tls;                 // links to cloud and edges
+  CacheOptions cache;                 // the response cache (scheduler/response_cache.h)
   std::string api_keys_file;          // "" = no keys: queries count per x-api-key or peer
   int http_max_body_bytes = 1 << 20;
   std::string cloud;                  // required

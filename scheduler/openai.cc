@@ -238,6 +238,10 @@ std::optional<Request> ParseRequest(Endpoint endpoint, const std::string& body, 
     else if (name == "auto") r.query.set_route(v1::ROUTE_AUTO);
     else return fail("pice.route", "pice.route: one of auto, sketch, cloud is required");
   }
+  if (j.contains("pice") && j["pice"].is_object() && j["pice"].contains("cache")) {
+    if (!j["pice"]["cache"].is_boolean()) return fail("pice.cache", "pice.cache: true or false is required");
+    r.query.set_no_cache(!j["pice"]["cache"].get<bool>());
+  }
   return r;
 }
 
@@ -340,6 +344,7 @@ std::vector<json> Response::Chunks(const v1::QueryEvent& ev) {
     const v1::AnswerEvent& a = ev.answer();
     answer_ = a.text();
     finish_ = a.finish_reason() == v1::LENGTH ? "length" : "stop";
+    if (a.cached()) pice_["cached"] = true;
     for (const auto& t : a.tokens()) {
       prompt_tokens_ += t.prompt_tokens();
       completion_tokens_ += t.generated_tokens();

@@ -8,7 +8,8 @@
 // (completions) -> prompt; `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed`,
 // `stop` (a string or a list) -> params; `n` must be 1; `user` is accepted and not used
 // (it is not an identity: limits count per API key or peer); `model`: pice-auto / pice-sketch / pice-cloud pick the route hint, as
-// does the extension `pice: {route: "auto"|"sketch"|"cloud"}`; the name of one of the
+// does the extension `pice: {route: "auto"|"sketch"|"cloud"}` (`pice: {cache: false}`: a
+// fresh answer, not from the response cache; a cached one says `pice: {cached: true}`); the name of one of the
 // cloud's models (its Load) asks for a raw completion on that model, as llama-server and
 // vLLM serve it: /v1/completions' prompt as is, /v1/chat/completions' messages with the
 // model's own chat template, no sketch and no PICE template (what a pice-cloud whose

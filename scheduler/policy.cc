@@ -133,6 +133,7 @@ Decision Decide(const Policy& policy, const QueryFacts& facts, const LiveState& 
   }
   Decision d;
   d.rule = rule->name;
+  d.cache = rule->cache;
   RouteChoice route = rule->route;
   std::string reason = absl::StrCat("rule '", rule->name, "' (", why, ")");
   if (route == RouteChoice::kAuto) {
@@ -180,12 +181,17 @@ absl::Status ReadLowerList(const ConfigNode& n, std::string_view key,
 }
 
 absl::StatusOr<Rule> ParseRule(const ConfigNode& n) {
-  PICE_RETURN_IF_ERROR(n.CheckKeys({"name", "match", "route", "allow"}));
+  PICE_RETURN_IF_ERROR(n.CheckKeys({"name", "match", "route", "allow", "cache"}));
   PICE_RETURN_IF_ERROR(n.Require("route"));
   Rule rule;
   rule.name = n.key_path();
   PICE_RETURN_IF_ERROR(n.ReadString("name", &rule.name, /*allow_empty=*/false));
   PICE_RETURN_IF_ERROR(ReadRoute(n, "route", &rule.route));
+  if (n.Has("cache")) {
+    std::string c;
+    PICE_RETURN_IF_ERROR(n.ReadEnum("cache", &c, {"tenant", "shared", "off"}));
+    rule.cache = c == "off" ? CacheScope::kOff : c == "shared" ? CacheScope::kShared : CacheScope::kTenant;
+  }
   if (n.Has("allow")) {
     std::vector<std::string> allow;
     PICE_RETURN_IF_ERROR(n.ReadStringList("allow", &allow));

@@ -21,6 +21,9 @@
 //         hint: sketch                  # the client's route hint is this
 //       route: cloud
 //       allow: [cloud, sketch]    # only for route: auto — the routes it may pick
+//       cache: tenant             # response cache for what this rule decides: tenant
+//                                 # (default: answers shared within one API key's name),
+//                                 # shared (across keys: public content), off
 //   estimates:                    # inputs of `auto` when nothing is measured yet
 //     expected_points: 4
 //     point_separator: ";"        # when set: expected points = separators + 1
@@ -59,8 +62,12 @@ struct RuleMatch {
   RouteChoice hint = RouteChoice::kAuto;
 };
 
+// Who may receive an answer cached for a query a rule decided (scheduler/response_cache.h).
+enum class CacheScope { kOff, kTenant, kShared };
+
 struct Rule {
   std::string name;
+  CacheScope cache = CacheScope::kTenant;
   RuleMatch match;
   RouteChoice route = RouteChoice::kAuto;
   std::vector<RouteChoice> allow = {RouteChoice::kCloud, RouteChoice::kSketch};  // for kAuto
@@ -115,6 +122,7 @@ double CloudLoadFactor(const LiveState& live);
 struct Decision {
   RouteChoice route = RouteChoice::kCloud;  // never kAuto
   std::string rule;                         // the deciding rule, or "default"
+  CacheScope cache = CacheScope::kTenant;   // the deciding rule's
   std::string reason;                       // one line for the route event and the log
   double est_cloud_ms = 0;                  // set when `auto` ran
   double est_sketch_ms = 0;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "grpcpp/create_channel.h"
@@ -348,6 +349,18 @@ bool NodeRegistry::CloudHealthy() const {
 std::vector<std::string> NodeRegistry::CloudModels() const {
   absl::MutexLock lock(&mu_);
   return {cloud_load_.models().begin(), cloud_load_.models().end()};
+}
+
+std::string NodeRegistry::AnswerVersions() const {
+  absl::MutexLock lock(&mu_);
+  if (cloud_load_.model_version().empty()) return "";
+  std::set<std::string> edges;
+  for (const EdgeSnapshot& e : state_) {
+    if (!e.load.model_version().empty()) edges.insert(e.load.model_version());
+  }
+  std::string out = "cloud " + cloud_load_.model_version();
+  for (const std::string& v : edges) out += " edge " + v;
+  return out;
 }
 
 NodeHealth NodeRegistry::CloudHealth() const {

@@ -113,6 +113,10 @@ class NodeRegistry {
   NodeHealth CloudHealth() const;
   // The cloud's models as its last Load named them (QueryRequest.model, /v1/models).
   std::vector<std::string> CloudModels() const;
+  // What the answers depend on (the response cache's key part): the cloud's model_version
+  // and the distinct ones of the edges that reported one, as one string; "" while the
+  // cloud's is unknown.
+  std::string AnswerVersions() const;
 
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;

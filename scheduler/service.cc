@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,6 +27,37 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
       spdlog::error("API keys: {}; every query is refused", std::string(keys.status().message()));
     }
   }
+  cache_ = ResponseCache::Create(options_.cache);
+  if (cache_) {
+    spdlog::info("response cache: {}{}, ttl {:.0f} s", cache_->kind(),
+                 options_.cache.kind == "redis" ? " at " + options_.cache.address : "",
+                 options_.cache.ttl_s);
+  }
+}
+
+bool PiceService::Replay(const std::string& hit, const v1::QueryRequest& req,
+                         const std::function<void(v1::QueryEvent)>& emit,
+                         const std::function<void(grpc::Status)>& finish,
+                         std::chrono::steady_clock::time_point start) {
+  std::vector<v1::QueryEvent> events;
+  if (!DecodeEvents(hit, &events)) return false;
+  const double first_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  for (v1::QueryEvent& ev : events) {
+    ev.set_request_id(req.request_id());
+    if (ev.has_answer()) {
+      v1::AnswerEvent* a = ev.mutable_answer();
+      a->set_cached(true);
+      a->mutable_timings()->set_first_event_ms(first_ms);
+      a->mutable_timings()->set_sketch_done_ms(0);
+      a->mutable_timings()->set_total_ms(std::chrono::duration<double, std::milli>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count());
+    }
+    emit(std::move(ev));
+  }
+  finish(grpc::Status::OK);
+  return true;
 }
 
 std::string PiceService::ClientKey(std::string_view api_key, std::string_view peer_host) {
@@ -157,8 +189,51 @@ grpc::Status PiceService::Start(const std::string& client_in, v1::QueryRequest r
     decision.route = RouteChoice::kCloud;
     decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");
   }
+  // The response cache: a deterministic request whose rule allows it, once every node's
+  // model version is known.
+  std::string cache_key;
+  if (cache_ && decision.cache != CacheScope::kOff && !req.no_cache() && Deterministic(req)) {
+    const std::string versions = registry_->AnswerVersions();
+    if (!versions.empty()) {
+      const std::string tenant =
+          decision.cache == CacheScope::kShared || !key ? std::string() : key->name;
+      cache_key = CacheKey(req, tenant, versions);
+      if (auto hit = cache_->Get(cache_key)) {
+        const auto start = std::chrono::steady_clock::now();
+        if (cancel) *cancel = [] {};
+        if (Replay(*hit, req, emit, finish, start)) {
+          spdlog::info("query {}: {}answered from the cache", req.request_id(),
+                       key ? absl::StrCat("key ", key->name, ": ") : "");
+          Done(client, -1);
+          return grpc::Status::OK;
+        }
+      }
+    }
+  }
   spdlog::info("query {}: {}{}", req.request_id(), key ? absl::StrCat("key ", key->name, ": ") : "",
                decision.reason);
+  if (!cache_key.empty()) {
+    // Keep the events; a whole answer is stored when the query ends well.
+    struct Record {
+      std::mutex mu;
+      std::vector<v1::QueryEvent> events;
+    };
+    auto record = std::make_shared<Record>();
+    emit = [record, emit = std::move(emit)](v1::QueryEvent ev) {
+      {
+        std::lock_guard<std::mutex> lock(record->mu);
+        record->events.push_back(ev);
+      }
+      emit(std::move(ev));
+    };
+    finish = [this, record, cache_key, finish = std::move(finish)](grpc::Status s) {
+      if (s.ok()) {
+        std::lock_guard<std::mutex> lock(record->mu);
+        if (WorthCaching(record->events)) cache_->Put(cache_key, EncodeEvents(record->events));
+      }
+      finish(std::move(s));
+    };
+  }
   if (key && key->limits.tpm > 0) {
     // Generated tokens count against the key's tokens per minute once the answer is in.
     emit = [this, k = *key, emit = std::move(emit)](v1::QueryEvent ev) {

@@ -23,6 +23,7 @@
 #include "scheduler/config.h"
 #include "scheduler/api_keys.h"
 #include "scheduler/registry.h"
+#include "scheduler/response_cache.h"
 
 namespace pice::scheduler {
 
@@ -53,6 +54,8 @@ class PiceService final : public v1::Pice::CallbackService {
   int in_flight() const { return in_flight_.load(); }
   const SchedulerOptions& options() const { return options_; }
   NodeRegistry* registry() const { return registry_; }
+  // The response cache (scheduler/response_cache.h); null when off.
+  ResponseCache* cache() const { return cache_.get(); }
   // The client a query counts against, the same for every front door: "key:<api key>"
   // when one is given, else "peer:<host address>" (no port). With an API keys file
   // (scheduler/api_keys.h) Start turns "key:..." into the key's name, or refuses it.
@@ -71,7 +74,15 @@ class PiceService final : public v1::Pice::CallbackService {
 
   const SchedulerOptions options_;
   NodeRegistry* const registry_;
+  // A cache hit: replays `hit`'s events through emit and finish; false when they do not
+  // decode (the caller runs the query).
+  bool Replay(const std::string& hit, const v1::QueryRequest& req,
+              const std::function<void(v1::QueryEvent)>& emit,
+              const std::function<void(grpc::Status)>& finish,
+              std::chrono::steady_clock::time_point start);
+
   std::unique_ptr<ApiKeys> keys_;  // null without api_keys_file
+  std::unique_ptr<ResponseCache> cache_;  // null when cache.kind is off
   bool keys_failed_ = false;       // the file did not load: every query is refused
   KeyBuckets buckets_;
   std::atomic<bool> draining_{false};
