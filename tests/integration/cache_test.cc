@@ -16,12 +16,6 @@
 namespace pice::testing {
 namespace {
 
-std::string CloudYaml() {
-  return "node: cloud\nlisten: 127.0.0.1:0\nmodel: " + ModelsDir() +
-         "/arith-cloud-f16.gguf\ntemplate: " + TemplatesDir() +
-         "/pice-arith.yaml\nthreads: 1\nlog_level: warn\n";
-}
-
 std::string EdgeYaml(const std::vector<std::string>& members) {
   std::string y = "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
                   "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n";
@@ -42,7 +36,7 @@ class CacheTest : public ::testing::Test {
     dir_ = new TempDir();
     WriteFile(dir_->File("keys.txt"), "alice " + scheduler::Sha256Hex("sk-alice") + "\nbob " +
                                           scheduler::Sha256Hex("sk-bob") + "\n");
-    cloud_ = new Node(*dir_, "cloud", "pice-cloud", CloudYaml());
+    cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml());
     edge_ = new Node(*dir_, "edge-1", "pice-edge", EdgeYaml({"a", "b", "c"}));
     std::string why;
     for (Node* n : {cloud_, edge_}) ASSERT_TRUE(n->Ready(&why)) << why;

@@ -36,6 +36,14 @@ inline std::string SourceDir() { return PICE_SOURCE_DIR; }
 inline std::string ModelsDir() { return SourceDir() + "/models/pice-arith"; }
 inline std::string TemplatesDir() { return SourceDir() + "/templates"; }
 
+// pice-cloud on the bundled pice-arith cloud model, any free port, one thread; `extra` is
+// appended (more keys).
+inline std::string ArithCloudYaml(const std::string& extra = "") {
+  return "node: cloud\nlisten: 127.0.0.1:0\nmodel: " + ModelsDir() +
+         "/arith-cloud-f16.gguf\ntemplate: " + TemplatesDir() +
+         "/pice-arith.yaml\nthreads: 1\nlog_level: warn\n" + extra;
+}
+
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

@@ -17,12 +17,6 @@
 namespace pice::testing {
 namespace {
 
-std::string CloudYaml() {
-  return "node: cloud\nlisten: 127.0.0.1:0\nmodel: " + ModelsDir() +
-         "/arith-cloud-f16.gguf\ntemplate: " + TemplatesDir() +
-         "/pice-arith.yaml\nthreads: 1\nlog_level: warn\n";
-}
-
 std::string EdgeYaml(const std::string& name, const std::string& method) {
   std::string y = "node: " + name + "\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
                   "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nselection: {method: " +
@@ -47,7 +41,7 @@ class ServingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    cloud_ = new Node(*dir_, "cloud", "pice-cloud", CloudYaml());
+    cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml());
     edge1_ = new Node(*dir_, "edge-1", "pice-edge", EdgeYaml("edge-1", "consensus"));
     edge2_ = new Node(*dir_, "edge-2", "pice-edge", EdgeYaml("edge-2", "confidence"));
     std::string why;

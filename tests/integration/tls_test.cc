@@ -43,10 +43,7 @@ class TlsTest : public ::testing::Test {
     if (MakeCerts(expired, "-1") != 0) return;
 
     const std::string tls = TlsYaml(a_);
-    cloud_ = new Node(*dir_, "cloud", "pice-cloud",
-                      "node: cloud\nlisten: 127.0.0.1:0\nmodel: " + ModelsDir() +
-                          "/arith-cloud-f16.gguf\ntemplate: " + TemplatesDir() +
-                          "/pice-arith.yaml\nthreads: 1\nlog_level: warn\n" + tls);
+    cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml(tls));
     edge_ = new Node(*dir_, "edge-1", "pice-edge",
                      "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
                          "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n"
