@@ -18,7 +18,8 @@ namespace pice::cli {
 int RunLocal(const std::vector<std::string>& args) {
   // Before any thread starts, so that the serving mode can wait for SIGINT/SIGTERM.
   BlockShutdownSignals();
-  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port", "api-keys"}),
+  auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port", "api-keys",
+                                             "metrics-port"}),
                        {"json", "print-config"});
   if (!a.ok()) return Fail("local", std::string(a.status().message()), 2);
   if (a->Flag("print-config")) {
@@ -50,6 +51,9 @@ int RunLocal(const std::vector<std::string>& args) {
   lo.http_port = static_cast<int>(*http_port);
   lo.api_keys_file = a->Str("api-keys");
   lo.tls_dir = a->Str("tls-dir");
+  auto metrics_port = a->Int("metrics-port", -1, -1, 65535);
+  if (!metrics_port.ok()) return Fail("local", std::string(metrics_port.status().message()), 2);
+  lo.metrics_port = static_cast<int>(*metrics_port);
   auto stack = LocalStack::Start(lo);
   if (!stack.ok()) return Fail("local", std::string(stack.status().message()));
 
@@ -66,6 +70,9 @@ int RunLocal(const std::vector<std::string>& args) {
   if ((*stack)->http_port() >= 0) {
     std::printf("OpenAI API on %s://127.0.0.1:%d/v1 (models pice-auto, pice-sketch, pice-cloud)\n",
                 lo.tls_dir.empty() ? "http" : "https", (*stack)->http_port());
+  }
+  if ((*stack)->metrics_port() >= 0) {
+    std::printf("Prometheus metrics on http://127.0.0.1:%d/metrics\n", (*stack)->metrics_port());
   }
   std::fflush(stdout);
   WaitForShutdownSignal();

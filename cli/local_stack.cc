@@ -14,6 +14,7 @@
 #include "absl/strings/str_replace.h"
 #include "cloud/cloud_config.h"
 #include "cloud/cloud_service.h"
+#include "common/metrics.h"
 #include "common/config.h"
 #include "common/server.h"
 #include "edge/edge_config.h"
@@ -191,6 +192,10 @@ class LocalStackImpl final : public LocalStack {
       PICE_ASSIGN_OR_RETURN(http_port_, schedulers_.front()->ServeHttp(
                                             absl::StrCat("127.0.0.1:", o.http_port)));
     }
+    if (o.metrics_port >= 0) {
+      PICE_ASSIGN_OR_RETURN(metrics_port_,
+                            Metrics::Get().Serve(absl::StrCat("127.0.0.1:", o.metrics_port)));
+    }
     return absl::OkStatus();
   }
 
@@ -199,6 +204,7 @@ class LocalStackImpl final : public LocalStack {
   const scheduler::SchedulerOptions& scheduler_options() const override { return sched_options_; }
   const Tokenizer* cloud_tokenizer() const override { return cloud_->tokenizer(); }
   int http_port() const override { return http_port_; }
+  int metrics_port() const override { return metrics_port_; }
 
   absl::StatusOr<std::string> AddScheduler(
       const std::function<void(scheduler::SchedulerOptions*)>& edit) override {
@@ -261,6 +267,7 @@ class LocalStackImpl final : public LocalStack {
   scheduler::SchedulerOptions sched_options_;
   std::string address_;
   int http_port_ = -1;
+  int metrics_port_ = -1;
   bool shut_down_ = false;
   ServerTls tls_;  // --tls-dir: every listener
 };

@@ -21,6 +21,7 @@ struct LocalOptions {
   std::string models_dir;   // "" = search PICE_MODELS_DIR, ./models, <exe>/../models, ...
   int http_port = -1;       // the OpenAI HTTP API on 127.0.0.1; 0 = a free port; -1 = off
   std::string api_keys_file;  // "" = no keys (scheduler/api_keys.h)
+  int metrics_port = -1;      // /metrics of the whole stack on 127.0.0.1; 0 = a free port
   std::string tls_dir;        // "" = plaintext; else mutual TLS on every link from
                               // DIR/{ca,server,server-key,client,client-key}.pem
 };
@@ -46,6 +47,8 @@ class LocalStack {
   virtual const scheduler::SchedulerOptions& scheduler_options() const = 0;
   // The OpenAI HTTP API's port on 127.0.0.1; -1 when off.
   virtual int http_port() const = 0;
+  // /metrics' port on 127.0.0.1; -1 when off.
+  virtual int metrics_port() const = 0;
   // The cloud model's tokenizer (benchmarks count answer tokens with it); null when the
   // cloud's model is remote.
   virtual const Tokenizer* cloud_tokenizer() const = 0;

@@ -115,6 +115,8 @@ absl::StatusOr<std::unique_ptr<CloudService>> CloudService::Create(const CloudOp
   PICE_ASSIGN_OR_RETURN(s->expander_, Ensemble::Create({self}, vote, s->template_, backends));
   PICE_ASSIGN_OR_RETURN(s->model_version_,
                         ModelVersion(options.template_path, {self}, absl::StrCat("cloud n_ctx ", options.n_ctx)));
+  s->metrics_ = std::make_unique<NodeMetrics>(
+      options.node, [b = s->backend_.get()] { return std::vector<BackendStats>{b->Stats()}; });
   spdlog::info("{}: model {} ({}), template {} ({})", options.node, s->backend_->name(),
                options.remote ? options.remote->base_url : options.model_path,
                s->template_.family, options.template_path);

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "cloud/cloud_config.h"
+#include "node/node_metrics.h"
 #include "node/templates.h"
 #include "node/ensemble.h"
 #include "node/backend.h"
@@ -69,6 +70,7 @@ class CloudService final : public v1::Cloud::CallbackService {
   std::shared_ptr<ModelBackend> backend_;
   std::unique_ptr<Ensemble> expander_;
   std::atomic<bool> draining_{false};
+  std::unique_ptr<NodeMetrics> metrics_;  // last: gone before what it reads
 };
 
 }  // namespace pice

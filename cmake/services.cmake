@@ -5,7 +5,8 @@ find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
-find_package(OpenSSL REQUIRED)  # https to remote OpenAI-compatible models (Boost.Asio SSL)
+find_package(OpenSSL REQUIRED)
+find_package(prometheus-cpp REQUIRED)  # /metrics (Debian's prometheus-cpp-dev)  # https to remote OpenAI-compatible models (Boost.Asio SSL)
 
 # --- proto ---------------------------------------------------------------------------
 set(PICE_PROTO ${CMAKE_SOURCE_DIR}/proto/pice/v1/pice.proto)
@@ -41,6 +42,7 @@ macro(pice_folder_library name folder)
 endmacro()
 pice_folder_library(pice_common common)
 target_link_libraries(pice_common PUBLIC OpenSSL::SSL OpenSSL::Crypto
+  prometheus-cpp::core prometheus-cpp::pull
   pice_args pice_proto gRPC::grpc++ gRPC::grpc++_reflection yaml-cpp spdlog::spdlog
   absl::status absl::statusor absl::strings absl::str_format absl::synchronization absl::time
   absl::random_random Threads::Threads)

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/args.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace pice {
@@ -93,6 +94,12 @@ int RunNodeMain(int argc, char** argv, const NodeSpec& spec, const NodeLoader& l
   if (!server.ok()) {
     spdlog::error("{}", std::string(server.status().message()));
     return 1;
+  }
+  if (!setup->metrics_listen.empty()) {
+    if (auto port = Metrics::Get().Serve(setup->metrics_listen); !port.ok()) {
+      spdlog::error("{}", std::string(port.status().message()));
+      return 1;
+    }
   }
   if (setup->after_start) setup->after_start();
   WaitForShutdownSignal();

@@ -56,6 +56,7 @@ struct NodeSetup {
   std::string name;        // node name for logs
   std::string listen;
   ServerTls tls;  // the listener's `tls:` block
+  std::string metrics_listen;  // "" = no /metrics
   std::string log_level;
   double drain_seconds = 30;
   std::function<absl::StatusOr<NodeServices>()> create;

@@ -31,6 +31,11 @@ absl::StatusOr<std::unique_ptr<EdgeService>> EdgeService::Create(const EdgeOptio
                    absl::StrCat("edge n_ctx ", options.n_ctx, " vote ", static_cast<int>(v.method), " ",
                                 static_cast<int>(v.similarity), " ", v.hybrid_weight, " ",
                                 v.agree_similarity)));
+  s->metrics_ = std::make_unique<NodeMetrics>(options.node, [e = s->ensemble_.get()] {
+    std::vector<BackendStats> out;
+    for (const auto& b : e->backends()) out.push_back(b->Stats());
+    return out;
+  });
   std::string names;
   for (const auto& m : options.members) absl::StrAppend(&names, names.empty() ? "" : ", ", m.name);
   spdlog::info("{}: ensemble [{}] on {} model(s), selection {}, template {}", options.node,

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "edge/edge_config.h"
+#include "node/node_metrics.h"
 #include "node/ensemble.h"
 #include "pice/v1/pice.grpc.pb.h"
 
@@ -66,6 +67,7 @@ class EdgeService final : public v1::Edge::CallbackService {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   double tokens_per_s_ ABSL_GUARDED_BY(mu_) = 0;  // EWMA of one expansion's rate
   double expand_s_ ABSL_GUARDED_BY(mu_) = 0;      // EWMA of one expansion's time
+  std::unique_ptr<NodeMetrics> metrics_;  // last: gone before what it reads
 };
 
 }  // namespace pice

@@ -79,6 +79,7 @@ struct Engine::Impl {
   int active = 0;                      // guarded by mu
   double tokens_per_s = 0;             // guarded by mu
   uint64_t completed = 0, rejected = 0;  // guarded by mu
+  uint64_t prompt_total = 0, generated_total = 0;  // guarded by mu
   int peak_batch = 0;                  // guarded by mu
   uint64_t steps = 0;                  // guarded by mu
 
@@ -205,6 +206,7 @@ void Engine::Impl::Admit(std::vector<EngineRequest>* failed) {
       prefix_tokens += uint64_t(best);
     }
     s->state = std::make_unique<SequenceState>(r.prompt, r.options);
+    prompt_total += uint64_t(prompt_len);
     s->committed = need;
     committed += need;
     s->req = std::move(r);
@@ -389,6 +391,7 @@ void Engine::Impl::Loop() {
       std::lock_guard<std::mutex> l(mu);
       for (auto& s : done) committed -= s->committed;
       completed += done.size();
+      generated_total += uint64_t(generated);
       if (!in_batch.empty()) {
         ++steps;
         peak_batch = std::max(peak_batch, int(in_batch.size()));
@@ -474,6 +477,8 @@ EngineStats Engine::stats() const {
   s.tokens_per_s = impl_->tokens_per_s;
   s.completed = impl_->completed;
   s.rejected = impl_->rejected;
+  s.prompt_tokens = impl_->prompt_total;
+  s.generated_tokens = impl_->generated_total;
   s.peak_batch = impl_->peak_batch;
   s.steps = impl_->steps;
   return s;

@@ -72,6 +72,8 @@ struct EngineStats {
   double tokens_per_s = 0;      // generated tokens per second, recent average
   uint64_t completed = 0;
   uint64_t rejected = 0;
+  uint64_t prompt_tokens = 0;     // prompt tokens of the requests admitted so far
+  uint64_t generated_tokens = 0;  // tokens generated so far
   int peak_batch = 0;           // most sequences decoded together in one step so far
   uint64_t steps = 0;           // forward passes run
 };

@@ -67,6 +67,11 @@ struct BackendStats {
   size_t kv_bytes = 0;
   size_t kv_committed_bytes = 0;
   double tokens_per_s = 0;      // recent generation rate
+  size_t max_kv_bytes = 0;      // 0 = unbounded or unknown (a remote model)
+  uint64_t prefix_hits = 0;     // requests that reused a cached prompt prefix
+  uint64_t prompt_tokens = 0;   // totals since start
+  uint64_t generated_tokens = 0;
+  uint64_t completed = 0;
 };
 
 // A RESOURCE_EXHAUSTED status may carry when to retry (a remote's Retry-After).

@@ -56,6 +56,11 @@ BackendStats LocalBackend::Stats() const {
   b.kv_bytes = st.kv_bytes;
   b.kv_committed_bytes = st.kv_committed_bytes;
   b.tokens_per_s = st.tokens_per_s;
+  b.max_kv_bytes = st.max_kv_bytes;
+  b.prefix_hits = st.prefix_hits;
+  b.prompt_tokens = st.prompt_tokens;
+  b.generated_tokens = st.generated_tokens;
+  b.completed = st.completed;
   return b;
 }
 

@@ -28,7 +28,7 @@ absl::Status ReadRequestLimits(const ConfigNode& root, RequestLimits* l) {
 
 absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>& own_keys,
                              NodeOptions* o) {
-  std::vector<std::string> keys = {"node",  "listen", "tls", "template",  "threads",   "max_batch",
+  std::vector<std::string> keys = {"node",  "listen", "tls", "metrics_listen", "template",  "threads",   "max_batch",
                                    "n_ctx", "limits", "drain_seconds", "log_level"};
   keys.insert(keys.end(), own_keys.begin(), own_keys.end());
   PICE_RETURN_IF_ERROR(root.CheckKeys(keys));
@@ -39,6 +39,12 @@ absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>
                                                   o->listen, "\""));
   }
   PICE_RETURN_IF_ERROR(ReadServerTls(root, "tls", &o->tls));
+  if (root.Has("metrics_listen")) {
+    PICE_RETURN_IF_ERROR(root.ReadString("metrics_listen", &o->metrics_listen, false));
+    if (auto s = ValidateListenAddress(o->metrics_listen, "metrics_listen"); !s.ok()) {
+      return root.ChildError("metrics_listen", std::string(s.message()));
+    }
+  }
   PICE_RETURN_IF_ERROR(root.Require("template"));
   PICE_RETURN_IF_ERROR(root.ReadPath("template", &o->template_path));
   if (std::error_code ec; !std::filesystem::is_regular_file(o->template_path, ec)) {

@@ -6,6 +6,7 @@
 //   node: edge-1                 # name reported in responses and logs
 //   listen: 0.0.0.0:50071        # host:port; port 0 = any free port
 //   tls: {cert: server.pem, key: server-key.pem, client_ca: ca.pem}  # optional (common/tls.h)
+//   metrics_listen: 0.0.0.0:9071 # optional: Prometheus /metrics (common/metrics.h)
 //   template: ../templates/pice-arith.yaml
 //   threads: 2                   # forward-pass threads
 //   max_batch: 16                # sequences decoded together
@@ -50,6 +51,7 @@ struct NodeOptions {
   std::string node;
   std::string listen;
   ServerTls tls;  // `tls: {cert, key, client_ca}` (common/tls.h)
+  std::string metrics_listen;  // "" = no /metrics (common/metrics.h)
   std::string template_path;
   int threads = 2;
   int max_batch = 16;

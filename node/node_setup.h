@@ -23,6 +23,7 @@ NodeSetup ModelNodeSetup(const Options& options, std::string service_name) {
   setup.name = common.node;
   setup.listen = common.listen;
   setup.tls = common.tls;
+  setup.metrics_listen = common.metrics_listen;
   setup.log_level = common.log_level;
   setup.drain_seconds = common.drain_seconds;
   setup.create = [options, service_name]() -> absl::StatusOr<NodeServices> {

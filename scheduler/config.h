@@ -11,6 +11,7 @@
 //   http_listen: 0.0.0.0:8080      # OpenAI-compatible HTTP API (scheduler/http_server.h);
 //                                  # absent = off
 //   http_max_body_bytes: 1048576   # larger request bodies: 413
+//   metrics_listen: 0.0.0.0:9051   # Prometheus /metrics (scheduler/scheduler_metrics.h)
 //   cloud: 127.0.0.1:50061         # the pice-cloud address
 //   edges:                         # pice-edge addresses (a string or {name, address})
 //     - 127.0.0.1:50071
@@ -70,6 +71,7 @@ struct EdgeAddress {
 struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string http_listen;            // "" = no HTTP API
+  std::string metrics_listen;         // "" = no /metrics (common/metrics.h)
   ServerTls tls;                      // the client listeners (gRPC and HTTP)
   ClientTls node_tls;                 // links to cloud and edges
   CacheOptions cache;                 // the response cache (scheduler/response_cache.h)

@@ -3,9 +3,11 @@
 #include "scheduler/query_internal.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "scheduler/scheduler_metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace pice::scheduler {
@@ -16,6 +18,9 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
   const CallOutcome outcome = answer_error ? CallOutcome::kFailed : Outcome(s);
   const std::string error = answer_error ? "the expansion finished with an error" : s.error_message();
   if (on_edge) {
+    SchedulerMetrics::Get().ExpandDone(
+        registry_->EdgeName(call->edge), outcome == CallOutcome::kOk,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - call->started).count());
     call->ReleaseEdge(outcome, RetryAfter(*call->ctx, absl::Seconds(options_->load_poll_s)), error);
   } else {
     registry_->CloudCallEnded(outcome, error);
@@ -54,6 +59,9 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
           EmitExpansionLocked(*call, r, true);
         } else {
           next = Next::kEscalate;
+          SchedulerMetrics::Get()
+              .escalations.Add({{"cause", low_agreement ? "agreement" : "confidence"}})
+              .Increment();
           call->edge_answer = r;
           call->why_cloud = why;
         }

@@ -4,6 +4,7 @@
 #ifndef PICE_SCHEDULER_QUERY_INTERNAL_H_
 #define PICE_SCHEDULER_QUERY_INTERNAL_H_
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -81,6 +82,7 @@ struct QueryRun::ExpandCall {
   bool failed_over = false;     // an edge failed this point before
   std::vector<int> tried;       // edges tried for this point
   int attempts = 0;
+  std::chrono::steady_clock::time_point started;  // the current attempt's call
   std::unique_ptr<grpc::ClientContext> ctx;
   v1::ExpandRequest req;
   v1::ExpandResponse resp;

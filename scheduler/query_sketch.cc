@@ -141,6 +141,7 @@ void QueryRun::LaunchExpand(std::shared_ptr<ExpandCall> call) {
     calls_.push_back(call);
     auto self = shared_from_this();
     auto done = [self, call](grpc::Status s) { self->OnExpandDone(call, s); };
+    call->started = std::chrono::steady_clock::now();
     if (call->edge >= 0) {
       registry_->edge_stub(call->edge)->async()->Expand(call->ctx.get(), &call->req, &call->resp,
                                                         std::move(done));

@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "grpcpp/create_channel.h"
+#include "scheduler/scheduler_metrics.h"
 #include "grpcpp/security/credentials.h"
 #include "scheduler/health_check.h"
 #include "spdlog/spdlog.h"
@@ -16,6 +17,12 @@ namespace pice::scheduler {
 namespace {
 
 constexpr double kFirstRoundTimeoutS = 10;  // see Create
+
+// The node's name in a log's "edge edge-1 (host:port)" / "cloud (host:port)": a metric label.
+std::string NodeLabel(const std::string& who) {
+  std::string s = who.substr(0, who.find(" ("));
+  return s.rfind("edge ", 0) == 0 ? s.substr(5) : s;
+}
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const ClientTls& tls) {
   grpc::ChannelArguments args;
@@ -144,6 +151,7 @@ void NodeRegistry::FailLocked(NodeHealth* h, const std::string& who, const std::
   if (h->consecutive_failures >= eject_after_ && now >= h->ejected_until) {
     h->ejected_until = now + h->next_backoff;
     ++h->ejections;
+    SchedulerMetrics::Get().ejections.Add({{"node", NodeLabel(who)}}).Increment();
     spdlog::warn("{}: ejected for {} after {} failures in a row ({})", who,
                  absl::FormatDuration(h->next_backoff), h->consecutive_failures, error);
     h->next_backoff = std::min(h->next_backoff * 2, eject_max_);
@@ -243,6 +251,7 @@ void NodeRegistry::PollOnce(double timeout_s) {
       if (was_ejected) {
         h.ejected_until = absl::InfinitePast();
         spdlog::info("{}: probed back in after its ejection", who);
+        SchedulerMetrics::Get().recoveries.Add({{"node", NodeLabel(who)}}).Increment();
       }
     } else {
       const grpc::Status& bad = health_status.ok() ? p->load_status : health_status;
@@ -349,6 +358,11 @@ bool NodeRegistry::CloudHealthy() const {
 std::vector<std::string> NodeRegistry::CloudModels() const {
   absl::MutexLock lock(&mu_);
   return {cloud_load_.models().begin(), cloud_load_.models().end()};
+}
+
+std::string NodeRegistry::CloudName() const {
+  absl::MutexLock lock(&mu_);
+  return cloud_load_.node().empty() ? "cloud" : cloud_load_.node();
 }
 
 std::string NodeRegistry::AnswerVersions() const {

@@ -117,6 +117,8 @@ class NodeRegistry {
   // and the distinct ones of the edges that reported one, as one string; "" while the
   // cloud's is unknown.
   std::string AnswerVersions() const;
+  // The cloud's node name as its Load reports it ("cloud" until it has).
+  std::string CloudName() const;
 
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;

@@ -11,6 +11,7 @@
 #include "scheduler/http_server.h"
 #include "scheduler/policy.h"
 #include "scheduler/query.h"
+#include "scheduler/scheduler_metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace pice::scheduler {
@@ -28,6 +29,19 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
     }
   }
   cache_ = ResponseCache::Create(options_.cache);
+  scrape_ = Metrics::Get().OnScrape([this, last = std::make_shared<CacheStats>()] {
+    SchedulerMetrics& m = SchedulerMetrics::Get();
+    m.running.Add({{"node", "scheduler"}}).Set(in_flight_.load());
+    if (!cache_) return;
+    const CacheStats s = cache_->Stats();
+    // Totals of this service's cache, added to the process's counters as they grow.
+    m.cache.Add({{"result", "hit"}}).Increment(double(s.hits - last->hits));
+    m.cache.Add({{"result", "miss"}}).Increment(double(s.misses - last->misses));
+    m.cache.Add({{"result", "store"}}).Increment(double(s.stores - last->stores));
+    m.cache.Add({{"result", "error"}}).Increment(double(s.errors - last->errors));
+    m.cache_available.Add({}).Set(s.available ? 1 : 0);
+    *last = s;
+  });
   if (cache_) {
     spdlog::info("response cache: {}{}, ttl {:.0f} s", cache_->kind(),
                  options_.cache.kind == "redis" ? " at " + options_.cache.address : "",
@@ -121,11 +135,22 @@ void PiceService::Done(const std::string& client, double ms) {
   --in_flight_;
 }
 
-grpc::Status PiceService::Start(const std::string& client_in, v1::QueryRequest req,
+grpc::Status PiceService::Start(const std::string& client, v1::QueryRequest req,
                                 std::chrono::system_clock::time_point deadline,
                                 std::function<void(v1::QueryEvent)> emit,
                                 std::function<void(grpc::Status)> finish,
                                 std::function<void()>* cancel, int* retry_after_ms) {
+  grpc::Status s = StartQuery(client, std::move(req), deadline, std::move(emit), std::move(finish),
+                              cancel, retry_after_ms);
+  if (!s.ok()) SchedulerMetrics::Get().Failure(s);
+  return s;
+}
+
+grpc::Status PiceService::StartQuery(const std::string& client_in, v1::QueryRequest req,
+                                     std::chrono::system_clock::time_point deadline,
+                                     std::function<void(v1::QueryEvent)> emit,
+                                     std::function<void(grpc::Status)> finish,
+                                     std::function<void()>* cancel, int* retry_after_ms) {
   if (absl::Status s = ValidateQuery(req, options_); !s.ok()) {
     spdlog::info("refused a query: {}", std::string(s.message()));
     return ToGrpcStatus(s);
@@ -188,6 +213,18 @@ grpc::Status PiceService::Start(const std::string& client_in, v1::QueryRequest r
   if (!req.model().empty()) {
     decision.route = RouteChoice::kCloud;
     decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");
+  }
+  // Metrics see what the client sees (cache hits included).
+  {
+    auto qm = std::make_shared<QueryMetrics>(decision, key ? key->name : "", registry_->CloudName());
+    emit = [qm, emit = std::move(emit)](v1::QueryEvent ev) {
+      qm->OnEvent(ev);
+      emit(std::move(ev));
+    };
+    finish = [qm, finish = std::move(finish)](grpc::Status s) {
+      qm->OnFinish(s);
+      finish(std::move(s));
+    };
   }
   // The response cache: a deterministic request whose rule allows it, once every node's
   // model version is known.

@@ -74,6 +74,13 @@ class PiceService final : public v1::Pice::CallbackService {
 
   const SchedulerOptions options_;
   NodeRegistry* const registry_;
+  // Start without counting its refusal (Start counts it in pice:request_failure_total).
+  grpc::Status StartQuery(const std::string& client, v1::QueryRequest request,
+                          std::chrono::system_clock::time_point deadline,
+                          std::function<void(v1::QueryEvent)> emit,
+                          std::function<void(grpc::Status)> finish, std::function<void()>* cancel,
+                          int* retry_after_ms);
+  std::shared_ptr<void> scrape_;  // refreshes the running gauge and the cache's counters
   // A cache hit: replays `hit`'s events through emit and finish; false when they do not
   // decode (the caller runs the query).
   bool Replay(const std::string& hit, const v1::QueryRequest& req,
