@@ -92,7 +92,9 @@ NodeRegistry::NodeRegistry(const SchedulerOptions& o)
     s.health.next_backoff = eject_base_;
     state_.push_back(s);
     edges_.push_back(std::move(e));
+    SchedulerMetrics::Get().AddNode(a.name, true);
   }
+  SchedulerMetrics::Get().AddNode("cloud", false);
 }
 
 std::unique_ptr<NodeRegistry> NodeRegistry::Create(const SchedulerOptions& options) {
@@ -235,7 +237,10 @@ void NodeRegistry::PollOnce(double timeout_s) {
       if (p->load_status.ok()) {
         if (i < n) {
           state_[i].load = p->resp;
-          if (!p->resp.node().empty()) state_[i].name = p->resp.node();
+          if (!p->resp.node().empty() && state_[i].name != p->resp.node()) {
+            state_[i].name = p->resp.node();
+            SchedulerMetrics::Get().AddNode(state_[i].name, true);
+          }
         } else {
           cloud_load_ = p->resp;
         }

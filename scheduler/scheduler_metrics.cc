@@ -27,6 +27,16 @@ const char* FinishLabel(v1::FinishReason f) {
   }
 }
 
+const Buckets& AgreementBuckets() {
+  static const Buckets* b = new Buckets{0.2, 0.34, 0.5, 0.67, 0.75, 0.9, 0.99, 1.0};
+  return *b;
+}
+
+const Buckets& PointBuckets() {
+  static const Buckets* b = new Buckets{1, 2, 3, 4, 6, 8, 12, 16, 32};
+  return *b;
+}
+
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -90,7 +100,38 @@ SchedulerMetrics::SchedulerMetrics()
                                    "store, error)")),
       cache_available(Metrics::Get().Gauge("pice_response_cache_available",
                                            "1 while the response cache's store answers (Redis)")),
-      running(Metrics::Get().Gauge("pice_num_requests_running", "Requests running")) {}
+      running(Metrics::Get().Gauge("pice_num_requests_running", "Requests running")) {
+  // Series that exist from the start at 0, so that rate() and alerts see them before the
+  // first event (the per-node ones are added by the registry for its nodes).
+  for (const char* route : {"cloud", "sketch"}) {
+    for (auto* h : {&ttft, &e2e, &itl, &estimated, &measured}) {
+      h->Add({{"route", route}}, Metrics::LatencyBuckets());
+    }
+  }
+  for (const char* cause : {"agreement", "confidence"}) escalations.Add({{"cause", cause}});
+  failovers.Add({});
+  degraded.Add({});
+  for (const char* where : {"cloud", "edge"}) {
+    gen_tokens.Add({{"where", where}});
+    prompt_tokens.Add({{"where", where}});
+  }
+  for (const char* code : {"INVALID_ARGUMENT", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED",
+                           "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "INTERNAL"}) {
+    failure.Add({{"code", code}});
+  }
+  agreement.Add({}, AgreementBuckets());
+  sketch_points.Add({}, PointBuckets());
+}
+
+void SchedulerMetrics::AddNode(const std::string& node, bool edge) {
+  ejections.Add({{"node", node}});
+  recoveries.Add({{"node", node}});
+  if (edge) {
+    for (const char* outcome : {"ok", "error"}) {
+      expand_latency.Add({{"edge", node}, {"outcome", outcome}}, Metrics::LatencyBuckets());
+    }
+  }
+}
 
 void SchedulerMetrics::Failure(const grpc::Status& s) {
   failure.Add({{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))}})
@@ -121,10 +162,7 @@ void QueryMetrics::OnEvent(const v1::QueryEvent& ev) {
   if (ev.has_expansion()) {
     const v1::ExpansionEvent& x = ev.expansion();
     m.expansions.Add({{"node", x.node()}, {"member", x.model()}}).Increment();
-    if (x.candidates_size() > 0) {
-      static const Buckets kShares = {0.2, 0.34, 0.5, 0.67, 0.75, 0.9, 0.99, 1.0};
-      m.agreement.Add({}, kShares).Observe(x.agreement());
-    }
+    if (x.candidates_size() > 0) m.agreement.Add({}, AgreementBuckets()).Observe(x.agreement());
     if (x.failed_over()) m.failovers.Add({}).Increment();
   }
   if (ev.has_delta() || ev.has_expansion()) {
@@ -162,8 +200,7 @@ void QueryMetrics::OnFinish(const grpc::Status& s) {
   }
   if (answer_.cached()) return;  // no node worked for it
   if (answer_.route() == v1::ROUTE_SKETCH && points_ > 0) {
-    static const Buckets kPoints = {1, 2, 3, 4, 6, 8, 12, 16, 32};
-    m.sketch_points.Add({}, kPoints).Observe(points_);
+    m.sketch_points.Add({}, PointBuckets()).Observe(points_);
   }
   if (answer_.degraded()) m.degraded.Add({}).Increment();
   for (const v1::NodeTokens& t : answer_.tokens()) {

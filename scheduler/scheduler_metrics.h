@@ -64,6 +64,8 @@ struct SchedulerMetrics {
   prometheus::Family<prometheus::Gauge>& running;
 
   void Failure(const grpc::Status& s);
+  // A node's series at 0 (ejections, recoveries; an edge's Expand latency).
+  void AddNode(const std::string& node, bool edge);
   void ExpandDone(const std::string& edge, bool ok, double seconds);
 
  private:

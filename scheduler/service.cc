@@ -29,6 +29,7 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
     }
   }
   cache_ = ResponseCache::Create(options_.cache);
+  SchedulerMetrics::Get();  // every family exposed from the start (dashboards, alerts)
   scrape_ = Metrics::Get().OnScrape([this, last = std::make_shared<CacheStats>()] {
     SchedulerMetrics& m = SchedulerMetrics::Get();
     m.running.Add({{"node", "scheduler"}}).Set(in_flight_.load());
