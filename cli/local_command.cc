@@ -19,7 +19,7 @@ int RunLocal(const std::vector<std::string>& args) {
   // Before any thread starts, so that the serving mode can wait for SIGINT/SIGTERM.
   BlockShutdownSignals();
   auto a = Args::Parse(args, QueryValueFlags({"config", "port", "models", "log-level", "http-port", "api-keys",
-                                             "metrics-port"}),
+                                             "metrics-port", "log-format"}),
                        {"json", "print-config"});
   if (!a.ok()) return Fail("local", std::string(a.status().message()), 2);
   if (a->Flag("print-config")) {
@@ -38,8 +38,8 @@ int RunLocal(const std::vector<std::string>& args) {
     q = *std::move(parsed);
   }
   const std::string level = a->Str("log-level", one_shot ? "warn" : "info");
-  if (auto s = InitLogging("local", level); !s.ok()) {
-    return Fail("local", "--log-level: " + std::string(s.message()), 2);
+  if (auto s = InitLogging("local", level, a->Str("log-format", "text")); !s.ok()) {
+    return Fail("local", std::string(s.message()), 2);
   }
 
   LocalOptions lo;

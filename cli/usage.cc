@@ -48,7 +48,7 @@ constexpr Command kCommands[] = {
      "            --server-name NAME when the certificate does not name the address\n"},
     {"local", false,
      "  local     [--config FILE] [--port P] [--http-port P] [--api-keys FILE] [--models DIR]\n"
-     "            [--log-level L] [--tls-dir DIR] [--metrics-port P]\n"
+     "            [--log-level L] [--log-format text|json] [--tls-dir DIR] [--metrics-port P]\n"
      "            [--print-config]\n"
      "            [query flags] [QUESTION]\n"
      "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"

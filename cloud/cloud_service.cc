@@ -223,6 +223,8 @@ grpc::ServerWriteReactor<v1::SketchEvent>* CloudService::Sketch(grpc::CallbackSe
     d->set_node(node);
     spdlog::debug("sketch {}: split={} points={} ({}) raw=\"{}\"", id, parsed.split,
                   parsed.points.size(), parsed.reason, text);
+    spdlog::info("sketch {}: {} points, {}+{} tokens", id, parsed.split ? parsed.points.size() : 0,
+                 res->prompt_tokens, res->generated_tokens);
     reactor->Write(std::move(ev));
     reactor->Finish(grpc::Status::OK);
   };
@@ -312,6 +314,7 @@ grpc::ServerWriteReactor<v1::GenerateEvent>* CloudService::Generate(
     d->set_prompt_tokens(res->prompt_tokens);
     d->set_generated_tokens(res->generated_tokens);
     d->set_node(node);
+    spdlog::info("generate {}: {}+{} tokens", id, res->prompt_tokens, res->generated_tokens);
     reactor->Write(std::move(ev));
     reactor->Finish(grpc::Status::OK);
   };
@@ -345,6 +348,8 @@ grpc::ServerUnaryReactor* CloudService::Expand(grpc::CallbackServerContext* ctx,
           reactor->Finish(ToGrpcStatus(out.status()));
           return;
         }
+        spdlog::info("expand {}: point {}: \"{}\" ({}+{} tokens)", req_copy->request_id(),
+                     req_copy->index(), out->answer, out->prompt_tokens, out->generated_tokens);
         reactor->Finish(grpc::Status::OK, [&](v1::ExpandResponse* r) {
           FillExpandResponse(*req_copy, *out, node, "confidence", r);
         });

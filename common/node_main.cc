@@ -76,8 +76,8 @@ int RunNodeMain(int argc, char** argv, const NodeSpec& spec, const NodeLoader& l
   if (auto s = ValidateListenAddress(setup->listen, "--listen"); !s.ok()) {
     return Fail(spec, s.message(), 2);
   }
-  if (auto s = InitLogging(setup->name, setup->log_level); !s.ok()) {
-    return Fail(spec, absl::StrCat("log level: ", s.message()), 2);
+  if (auto s = InitLogging(setup->name, setup->log_level, setup->log_format); !s.ok()) {
+    return Fail(spec, std::string(s.message()), 2);
   }
   auto node = setup->create();
   if (!node.ok()) {

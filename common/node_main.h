@@ -58,6 +58,7 @@ struct NodeSetup {
   ServerTls tls;  // the listener's `tls:` block
   std::string metrics_listen;  // "" = no /metrics
   std::string log_level;
+  std::string log_format = "text";  // text | json (common/logging.h)
   double drain_seconds = 30;
   std::function<absl::StatusOr<NodeServices>()> create;
   std::function<void()> after_start;  // optional: a log line once serving

@@ -87,6 +87,10 @@ grpc::ServerUnaryReactor* EdgeService::Expand(grpc::CallbackServerContext* ctx,
         seconds = out->seconds;
       }
       for (const auto& f : out->failures) spdlog::warn("expand {}: {}", req_copy->request_id(), f);
+      spdlog::info("expand {}: point {}: \"{}\" by {} (agreement {:.2f}, {:.1f} ms)",
+                   req_copy->request_id(), req_copy->index(), out->answer,
+                   out->selected >= 0 ? out->candidates[out->selected].member : "-", out->agreement,
+                   out->seconds * 1000);
       v1::ExpandResponse response;
       FillExpandResponse(*req_copy, *out, options_.node, SelectionMethodName(options_.vote.method),
                          &response);

@@ -29,7 +29,8 @@ absl::Status ReadRequestLimits(const ConfigNode& root, RequestLimits* l) {
 absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>& own_keys,
                              NodeOptions* o) {
   std::vector<std::string> keys = {"node",  "listen", "tls", "metrics_listen", "template",  "threads",   "max_batch",
-                                   "n_ctx", "limits", "drain_seconds", "log_level"};
+                                   "n_ctx", "limits", "drain_seconds", "log_level",
+                                   "log_format"};
   keys.insert(keys.end(), own_keys.begin(), own_keys.end());
   PICE_RETURN_IF_ERROR(root.CheckKeys(keys));
   PICE_RETURN_IF_ERROR(root.ReadString("node", &o->node, false));
@@ -56,6 +57,7 @@ absl::Status ReadNodeOptions(const ConfigNode& root, const std::set<std::string>
   PICE_RETURN_IF_ERROR(root.ReadSeconds("drain_seconds", &o->drain_seconds, 0, 3600));
   PICE_RETURN_IF_ERROR(root.ReadEnum("log_level", &o->log_level,
                                      {"trace", "debug", "info", "warn", "error", "off"}));
+  PICE_RETURN_IF_ERROR(root.ReadEnum("log_format", &o->log_format, {"text", "json"}));
   return ReadRequestLimits(root, &o->limits);
 }
 

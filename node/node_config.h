@@ -13,6 +13,7 @@
 //   n_ctx: 0                     # per-sequence context; 0 = the model's
 //   drain_seconds: 30            # on SIGTERM: time running calls get to finish
 //   log_level: info
+//   log_format: text             # text | json (one object per line, common/logging.h)
 //   limits:
 //     max_question_bytes: 8192
 //     max_question_tokens: 4096  # prompt tokens at most (also capped by the model context)
@@ -58,6 +59,7 @@ struct NodeOptions {
   int n_ctx = 0;
   double drain_seconds = 30;
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json (common/logging.h)
   RequestLimits limits;
 };
 

@@ -25,6 +25,7 @@ NodeSetup ModelNodeSetup(const Options& options, std::string service_name) {
   setup.tls = common.tls;
   setup.metrics_listen = common.metrics_listen;
   setup.log_level = common.log_level;
+  setup.log_format = common.log_format;
   setup.drain_seconds = common.drain_seconds;
   setup.create = [options, service_name]() -> absl::StatusOr<NodeServices> {
     auto created = Service::Create(options);

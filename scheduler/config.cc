@@ -21,6 +21,7 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "api_keys_file", "cloud",
                                        "tls", "node_tls", "cache", "metrics_listen",
+                                       "log_format",
                                        "edges", "policy", "policy_file",
                                        "escalation", "limits", "timeouts", "answer", "health",
                                        "degraded"}));
@@ -35,6 +36,7 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
     PICE_RETURN_IF_ERROR(root.ReadString("metrics_listen", &o.metrics_listen, false));
     PICE_RETURN_IF_ERROR(CheckAddress(root, "metrics_listen", o.metrics_listen));
   }
+  PICE_RETURN_IF_ERROR(root.ReadEnum("log_format", &o.log_format, {"text", "json"}));
   PICE_RETURN_IF_ERROR(ReadServerTls(root, "tls", &o.tls));
   PICE_RETURN_IF_ERROR(ReadClientTls(root, "node_tls", &o.node_tls));
   PICE_RETURN_IF_ERROR(ReadCacheOptions(root, &o.cache));

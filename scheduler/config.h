@@ -72,6 +72,7 @@ struct SchedulerOptions {
   std::string listen = "0.0.0.0:50051";
   std::string http_listen;            // "" = no HTTP API
   std::string metrics_listen;         // "" = no /metrics (common/metrics.h)
+  std::string log_format = "text";   // text | json (common/logging.h)
   ServerTls tls;                      // the client listeners (gRPC and HTTP)
   ClientTls node_tls;                 // links to cloud and edges
   CacheOptions cache;                 // the response cache (scheduler/response_cache.h)

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     setup.listen = options->listen;
     setup.tls = options->tls;
     setup.metrics_listen = options->metrics_listen;
+    setup.log_format = options->log_format;
     setup.log_level = "info";
     setup.drain_seconds = options->drain_timeout_s;
     setup.create = [o = *options]() -> absl::StatusOr<pice::NodeServices> {

@@ -92,6 +92,8 @@ bool QueryRun::DegradedAllowed() const {
 std::unique_ptr<grpc::ClientContext> QueryRun::NewContext() {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(deadline_);
+  // The query's id on every node call (also in the request bodies): one id in every log.
+  ctx->AddMetadata("x-request-id", request_.request_id());
   live_contexts_.push_back(ctx.get());
   ++outstanding_;
   return ctx;
