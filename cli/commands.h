@@ -15,6 +15,8 @@ int RunQuantize(const std::vector<std::string>& args);
 // Serving side: cli/query_command.cc, cli/local_command.cc. `pice bench ...` is in bench/.
 int RunQueryCommand(const std::vector<std::string>& args);
 int RunLocal(const std::vector<std::string>& args);
+// pice policy check FILE | explain FILE --prompt TEXT ... (cli/policy_command.cc)
+int RunPolicy(const std::vector<std::string>& args);
 
 // Prints "pice <cmd>: <message>" to stderr and returns 2 (usage) or 1 (runtime).
 int Fail(const std::string& cmd, const std::string& message, int code = 1);

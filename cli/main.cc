@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   if (cmd == "quantize") return pice::cli::RunQuantize(args);
   if (cmd == "query") return pice::cli::RunQueryCommand(args);
   if (cmd == "local") return pice::cli::RunLocal(args);
+  if (cmd == "policy") return pice::cli::RunPolicy(args);
   if (cmd == "bench") {
     if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos)", 2);
     const std::string what = args[0];

@@ -54,6 +54,11 @@ constexpr Command kCommands[] = {
      "            cloud, edges and scheduler in one process on the bundled pice-arith models;\n"
      "            with a QUESTION: answer it and exit, else serve until SIGINT/SIGTERM;\n"
      "            --tls-dir: mutual TLS on every link from scripts/dev-certs.sh's files\n"},
+    {"policy", false,
+     "  policy    check FILE | explain FILE --prompt TEXT [--hint auto|cloud|sketch]\n"
+     "            [--category C] [--key NAME] [--max-points N] [--load JSON] [--json]\n"
+     "            FILE: a policy file, a scheduler.yaml or a built-in name (general,\n"
+     "            pice-arith); explain: the deciding rule and both routes' estimates\n"},
     {"bench quality", false,
      "  bench quality --eval FILE.jsonl [--target HOST:PORT] [--json] [--concurrency N]\n"
      "            [--limit N] [--thresholds 0,0.5,0.9] [--config FILE] [TLS flags]\n"},

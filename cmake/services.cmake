@@ -54,7 +54,8 @@ pice_folder_library(pice_edge edge)
 target_link_libraries(pice_edge PUBLIC pice_node)
 pice_folder_library(pice_scheduler scheduler)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)  # the response cache in Redis
-target_link_libraries(pice_scheduler PUBLIC pice_common OpenSSL::Crypto PkgConfig::HIREDIS)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)  # policy rules' regex (linear time)
+target_link_libraries(pice_scheduler PUBLIC pice_common OpenSSL::Crypto PkgConfig::HIREDIS PkgConfig::RE2)
 # Everything, for the pice CLI and the tests.
 add_library(pice_services INTERFACE)
 target_link_libraries(pice_services INTERFACE pice_cloud pice_edge pice_scheduler)

@@ -102,7 +102,7 @@ int RunNodeMain(int argc, char** argv, const NodeSpec& spec, const NodeLoader& l
     }
   }
   if (setup->after_start) setup->after_start();
-  WaitForShutdownSignal();
+  WaitForShutdownSignal(node->reload);
   // Draining: new work is refused, health and Load say so, running work finishes (up to
   // the drain time), then the server stops and the process exits 0.
   node->set_draining();

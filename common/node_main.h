@@ -47,6 +47,7 @@ struct NodeServices {
   std::vector<ServiceEntry> services;
   std::function<void()> set_draining;  // new work: UNAVAILABLE
   std::function<bool()> idle;          // nothing running (the drain waits for it)
+  std::function<void()> reload;        // optional: on SIGHUP (the scheduler: its policy)
   std::shared_ptr<void> owner;
 };
 

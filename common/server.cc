@@ -127,19 +127,27 @@ void BlockShutdownSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int WaitForShutdownSignal() {
+int WaitForShutdownSignal(const std::function<void()>& on_hup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      spdlog::info("received SIGHUP: reloading");
+      if (on_hup) on_hup();
+      continue;
+    }
+    spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    return sig;
   }
-  spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  return sig;
 }
 
 }  // namespace pice

@@ -72,11 +72,12 @@ class GrpcServer {
   std::once_flag shutdown_once_;
 };
 
-// Blocks SIGTERM and SIGINT in the calling thread and in every thread it starts later.
-// Call first in main, before threads exist, so that WaitForShutdownSignal receives them.
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and in every thread it starts
+// later. Call first in main, before threads exist, so that WaitForShutdownSignal gets them.
 void BlockShutdownSignals();
 // Waits until SIGTERM or SIGINT arrives (see BlockShutdownSignals); returns its number.
-int WaitForShutdownSignal();
+// Each SIGHUP meanwhile calls `on_hup` (when given: reload what can be) and waits on.
+int WaitForShutdownSignal(const std::function<void()>& on_hup = nullptr);
 
 // Splits "host:port" ("[::1]:50051", "0.0.0.0:0"); INVALID_ARGUMENT naming `field` when
 // malformed or the port is outside [0, 65535].

@@ -34,6 +34,7 @@ NodeSetup ModelNodeSetup(const Options& options, std::string service_name) {
     return NodeServices{{{service_name, s.get()}},
                         [s] { s->SetDraining(); },
                         [s] { return s->Idle(); },
+                        nullptr,  // SIGHUP: nothing to reload (certificates reload by themselves)
                         s};
   };
   return setup;

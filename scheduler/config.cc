@@ -82,6 +82,7 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
                           absl::StrCat(root.file(), ": policy_file: ", p.status().message()));
     }
     o.policy = *std::move(p);
+    o.policy_file = path;
   } else if (root.Has("policy") && root.Child("policy").IsScalar()) {
     std::string name;
     PICE_RETURN_IF_ERROR(root.ReadEnum("policy", &name, {"general", "pice-arith"}));
@@ -159,7 +160,9 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
 
 absl::StatusOr<SchedulerOptions> LoadSchedulerOptions(const std::string& path) {
   PICE_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadFile(path));
-  return ParseSchedulerOptions(root);
+  PICE_ASSIGN_OR_RETURN(SchedulerOptions o, ParseSchedulerOptions(root));
+  o.config_file = path;
+  return o;
 }
 
 }  // namespace pice::scheduler

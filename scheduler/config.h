@@ -81,6 +81,10 @@ struct SchedulerOptions {
   std::string cloud;                  // required
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
   Policy policy;                      // default: built-in "general"
+  // Where the policy is re-read from on a change or SIGHUP (PiceService::ReloadPolicy):
+  // policy_file when given, else the scheduler's own file (its `policy:`); "" = nowhere.
+  std::string policy_file;
+  std::string config_file;
   double escalation_threshold = 0.5;  // in [0, 1]; 0 = never escalate on agreement
   // Also escalate when the selected candidate's mean token log-probability is below
   // this; -inf (the default, `off` in YAML) = never on confidence.

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
       return pice::NodeServices{{{pice::v1::Pice::service_full_name(), s->service()}},
                                 [s] { s->service()->SetDraining(); },
                                 [s] { return s->service()->in_flight() == 0; },
+                                [s] { (void)s->service()->ReloadPolicy(); },
                                 s};
     };
     setup.after_start = [o = *options] {

@@ -1,5 +1,7 @@
 #include "scheduler/policy.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -39,6 +41,13 @@ bool Matches(const RuleMatch& m, const QueryFacts& f, const std::string& lower_p
     for (const std::string& k : m.keywords) any = any || absl::StrContains(lower_prompt, k);
     if (!any) return false;
   }
+  if (!m.keys.empty() &&
+      std::find(m.keys.begin(), m.keys.end(), std::string(f.key_name)) == m.keys.end()) {
+    return false;
+  }
+  if (m.regex && !re2::RE2::PartialMatch(re2::StringPiece(f.prompt.data(), f.prompt.size()), *m.regex)) {
+    return false;
+  }
   return true;
 }
 
@@ -55,6 +64,8 @@ std::string DescribeMatch(const RuleMatch& m, const QueryFacts& f, const std::st
   if (m.min_prompt_chars > 0 || m.max_prompt_chars > 0) {
     why.push_back(absl::StrCat("prompt ", CodePoints(f.prompt), " chars"));
   }
+  if (!m.keys.empty()) why.push_back(absl::StrCat("key ", std::string(f.key_name)));
+  if (m.regex) why.push_back(absl::StrCat("regex /", m.regex->pattern(), "/"));
   return why.empty() ? "always" : absl::StrJoin(why, ", ");
 }
 
@@ -208,7 +219,20 @@ absl::StatusOr<Rule> ParseRule(const ConfigNode& n) {
   if (n.Has("match")) {
     const ConfigNode m = n.Child("match");
     PICE_RETURN_IF_ERROR(
-        m.CheckKeys({"categories", "keywords", "min_prompt_chars", "max_prompt_chars", "hint"}));
+        m.CheckKeys({"categories", "keywords", "min_prompt_chars", "max_prompt_chars", "hint",
+                     "keys", "regex"}));
+    PICE_RETURN_IF_ERROR(m.ReadStringList("keys", &rule.match.keys));
+    if (m.Has("regex")) {
+      std::string pattern;
+      PICE_RETURN_IF_ERROR(m.ReadString("regex", &pattern, false));
+      re2::RE2::Options ro;
+      ro.set_log_errors(false);
+      auto re = std::make_shared<const re2::RE2>(pattern, ro);
+      if (!re->ok()) {
+        return m.ChildError("regex", absl::StrCat("not a valid RE2 expression: ", re->error()));
+      }
+      rule.match.regex = std::move(re);
+    }
     PICE_RETURN_IF_ERROR(ReadLowerList(m, "categories", &rule.match.categories));
     PICE_RETURN_IF_ERROR(ReadLowerList(m, "keywords", &rule.match.keywords));
     PICE_RETURN_IF_ERROR(m.ReadInt("min_prompt_chars", &rule.match.min_prompt_chars, 0, 1 << 30));

@@ -19,6 +19,8 @@
 //         min_prompt_chars: 0           # prompt length in code points, inclusive
 //         max_prompt_chars: 0           # 0 = no upper bound
 //         hint: sketch                  # the client's route hint is this
+//         keys: [alice, batch-jobs]     # the API key's name (tenant) is one of these
+//         regex: "(?i)\\bprove\\b"        # RE2 syntax, searched in the prompt
 //       route: cloud
 //       allow: [cloud, sketch]    # only for route: auto — the routes it may pick
 //       cache: tenant             # response cache for what this rule decides: tenant
@@ -37,12 +39,17 @@
 #ifndef PICE_SCHEDULER_POLICY_H_
 #define PICE_SCHEDULER_POLICY_H_
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+
+namespace re2 {
+class RE2;
+}  // namespace re2
 
 namespace pice::scheduler {
 
@@ -60,6 +67,10 @@ struct RuleMatch {
   int max_prompt_chars = 0;             // inclusive; 0 = unbounded
   bool has_hint = false;                // when true the request's hint must equal `hint`
   RouteChoice hint = RouteChoice::kAuto;
+  std::vector<std::string> keys;        // API key names (tenants), any of; empty = any
+  // RE2 (linear time whatever the prompt: prompts are the clients'), searched in the
+  // prompt; null = any prompt.
+  std::shared_ptr<const re2::RE2> regex;
 };
 
 // Who may receive an answer cached for a query a rule decided (scheduler/response_cache.h).
@@ -96,6 +107,7 @@ struct Policy {
 struct QueryFacts {
   std::string_view prompt;
   std::string_view category;
+  std::string_view key_name;              // the API key's name; "" without keys
   RouteChoice hint = RouteChoice::kAuto;  // kAuto = no hint
   int max_points = 0;                     // the client's point budget; 0 = none
 };

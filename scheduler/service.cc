@@ -1,5 +1,7 @@
 #include "scheduler/service.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -15,6 +17,16 @@
 #include "spdlog/spdlog.h"
 
 namespace pice::scheduler {
+namespace {
+
+// A file's modification time in nanoseconds; 0 when it cannot be read.
+int64_t ModifiedNs(const std::string& path) {
+  struct stat st;
+  if (path.empty() || stat(path.c_str(), &st) != 0) return 0;
+  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
 
 PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
     : options_(std::move(options)), registry_(registry) {
@@ -28,6 +40,9 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
       spdlog::error("API keys: {}; every query is refused", std::string(keys.status().message()));
     }
   }
+  policy_ = std::make_shared<const Policy>(options_.policy);
+  policy_source_ = !options_.policy_file.empty() ? options_.policy_file : options_.config_file;
+  policy_mtime_ = ModifiedNs(policy_source_);
   cache_ = ResponseCache::Create(options_.cache);
   SchedulerMetrics::Get();  // every family exposed from the start (dashboards, alerts)
   scrape_ = Metrics::Get().OnScrape([this, last = std::make_shared<CacheStats>()] {
@@ -48,6 +63,48 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
                  options_.cache.kind == "redis" ? " at " + options_.cache.address : "",
                  options_.cache.ttl_s);
   }
+}
+
+std::shared_ptr<const Policy> PiceService::policy() const {
+  absl::MutexLock lock(&policy_mu_);
+  return policy_;
+}
+
+absl::Status PiceService::ReloadPolicy() {
+  if (policy_source_.empty()) return absl::OkStatus();
+  absl::StatusOr<Policy> p = !options_.policy_file.empty()
+                                 ? LoadPolicyFile(options_.policy_file)
+                                 : [&]() -> absl::StatusOr<Policy> {
+    auto o = LoadSchedulerOptions(options_.config_file);
+    if (!o.ok()) return o.status();
+    return std::move(o->policy);
+  }();
+  if (!p.ok()) {
+    spdlog::error("policy not reloaded, the running one is kept: {}", std::string(p.status().message()));
+    return p.status();
+  }
+  const size_t rules = p->rules.size();
+  const std::string name = p->name;
+  {
+    absl::MutexLock lock(&policy_mu_);
+    policy_ = std::make_shared<const Policy>(*std::move(p));
+  }
+  spdlog::info("policy reloaded from {}: '{}', {} rules", policy_source_, name, rules);
+  return absl::OkStatus();
+}
+
+void PiceService::MaybeReloadPolicy() {
+  if (policy_source_.empty()) return;
+  {
+    absl::MutexLock lock(&policy_mu_);
+    const absl::Time now = absl::Now();
+    if (now - policy_checked_ < absl::Seconds(1)) return;
+    policy_checked_ = now;
+    const int64_t m = ModifiedNs(policy_source_);
+    if (m == policy_mtime_ || m == 0) return;
+    policy_mtime_ = m;
+  }
+  (void)ReloadPolicy();
 }
 
 bool PiceService::Replay(const std::string& hit, const v1::QueryRequest& req,
@@ -206,11 +263,14 @@ grpc::Status PiceService::StartQuery(const std::string& client_in, v1::QueryRequ
   }
   facts.prompt = req.prompt();
   facts.category = req.category();
+  const std::string key_name = key ? key->name : "";
+  facts.key_name = key_name;
   facts.hint = req.route() == v1::ROUTE_CLOUD    ? RouteChoice::kCloud
                : req.route() == v1::ROUTE_SKETCH ? RouteChoice::kSketch
                                                  : RouteChoice::kAuto;
   facts.max_points = req.max_points();
-  Decision decision = Decide(options_.policy, facts, registry_->Live());
+  MaybeReloadPolicy();
+  Decision decision = Decide(*policy(), facts, registry_->Live());
   if (!req.model().empty()) {
     decision.route = RouteChoice::kCloud;
     decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");

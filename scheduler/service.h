@@ -65,6 +65,13 @@ class PiceService final : public v1::Pice::CallbackService {
   static std::string ClientKey(const grpc::CallbackServerContext& ctx);
   // The retry hint for a refused query, in milliseconds.
   int RetryAfterMs() const;
+  // Reads the policy again from options().policy_file or the scheduler's file; a bad one
+  // is refused (the error logged and returned) and the running policy kept. Queries in
+  // flight keep the decision they had. Called on SIGHUP, and at most once a second by
+  // queries when the file's modification time changed.
+  absl::Status ReloadPolicy();
+  // The policy decisions are made with now.
+  std::shared_ptr<const Policy> policy() const;
 
  private:
   // Admits one query for `client`; false (and nothing counted) when a limit is reached,
@@ -88,6 +95,13 @@ class PiceService final : public v1::Pice::CallbackService {
               const std::function<void(grpc::Status)>& finish,
               std::chrono::steady_clock::time_point start);
 
+  void MaybeReloadPolicy();
+
+  mutable absl::Mutex policy_mu_;
+  std::shared_ptr<const Policy> policy_ ABSL_GUARDED_BY(policy_mu_);
+  std::string policy_source_;  // the file watched for changes ("" = none)
+  absl::Time policy_checked_ ABSL_GUARDED_BY(policy_mu_);
+  int64_t policy_mtime_ ABSL_GUARDED_BY(policy_mu_) = 0;
   std::unique_ptr<ApiKeys> keys_;  // null without api_keys_file
   std::unique_ptr<ResponseCache> cache_;  // null when cache.kind is off
   bool keys_failed_ = false;       // the file did not load: every query is refused

@@ -55,6 +55,51 @@ rules:
   EXPECT_EQ(d.route, RouteChoice::kSketch);
 }
 
+TEST(PolicyTest, RulesMatchTheKeysNameAndARegexAndSayTheCacheScope) {
+  Policy p = MustParse(R"(
+default: sketch
+rules:
+  - name: batch-tenant
+    match: {keys: [batch-jobs]}
+    route: cloud
+    cache: shared
+  - name: proofs
+    match: {regex: "(?i)\\bprove\\b|\\bderive\\b"}
+    route: cloud
+    cache: "off"
+)");
+  QueryFacts f;
+  f.prompt = "List three dogs";
+  f.key_name = "batch-jobs";
+  Decision d = Decide(p, f, TwoEdges());
+  EXPECT_EQ(d.rule, "batch-tenant");
+  EXPECT_EQ(d.cache, CacheScope::kShared);
+  EXPECT_NE(d.reason.find("key batch-jobs"), std::string::npos) << d.reason;
+  f.key_name = "alice";
+  EXPECT_EQ(Decide(p, f, TwoEdges()).rule, "default");
+  EXPECT_EQ(Decide(p, f, TwoEdges()).cache, CacheScope::kTenant);
+  f.prompt = "Please PROVE that 2 is prime";
+  d = Decide(p, f, TwoEdges());
+  EXPECT_EQ(d.rule, "proofs");
+  EXPECT_EQ(d.cache, CacheScope::kOff);
+  EXPECT_NE(d.reason.find("regex"), std::string::npos) << d.reason;
+  f.prompt = "improve my essay";  // "prove" inside a word: no match (\b)
+  EXPECT_EQ(Decide(p, f, TwoEdges()).rule, "default");
+  // A prompt made to make backtracking engines explode is linear time for RE2.
+  Policy evil = MustParse("rules:\n  - {name: e, match: {regex: \"(a+)+$\"}, route: cloud}\n");
+  const std::string attack = std::string(100000, 'a') + "!";
+  f.prompt = attack;
+  EXPECT_EQ(Decide(evil, f, TwoEdges()).rule, "default");
+
+  auto bad = ParsePolicyText("rules:\n  - {name: r, match: {regex: \"(x\"}, route: cloud}\n", "p.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rules[0].match.regex"), absl::string_view::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("RE2"), absl::string_view::npos);
+  auto bad_cache = ParsePolicyText("rules:\n  - {name: r, route: cloud, cache: sometimes}\n", "p.yaml");
+  ASSERT_FALSE(bad_cache.ok());
+  EXPECT_NE(bad_cache.status().message().find("cache"), absl::string_view::npos);
+}
+
 TEST(PolicyTest, PromptLengthAndHint) {
   Policy p = MustParse(R"(
 default: cloud
