@@ -37,6 +37,7 @@
 #include "cli/eval_file.h"
 #include "cli/local_stack.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "nlohmann/json.hpp"
 #include "pice/v1/pice.grpc.pb.h"
 
@@ -222,7 +223,7 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
                                                   "timeout", "config", "models", "overhead-queries",
                                                   "repeat", "tokenizer", "http-target",
                                                   "repeat-share"}),
-                       {"json", "http"});
+                       {"json", "http", "no-metrics"});
   if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
   auto tls = ParseClientTlsFlags(*a);
   if (!tls.ok()) return Fail(c, std::string(tls.status().message()), 2);
@@ -232,6 +233,8 @@ int RunBenchE2e(const std::vector<std::string>& argv) {
   auto overhead_n = a->Int("overhead-queries", 40, 0, 100000);
   auto repeat = a->Int("repeat", 3, 1, 100);
   auto repeat_share = a->Float("repeat-share", 0, 0, 0.95);
+  // The embedded stack records no metrics: what they cost is the difference.
+  if (a->Flag("no-metrics")) Metrics::SetEnabled(false);
   if (!repeat_share.ok()) return Fail(c, std::string(repeat_share.status().message()), 2);
   if (!repeat.ok()) return Fail(c, std::string(repeat.status().message()), 2);
   if (!overhead_n.ok()) return Fail(c, std::string(overhead_n.status().message()), 2);

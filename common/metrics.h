@@ -10,6 +10,7 @@
 #ifndef PICE_COMMON_METRICS_H_
 #define PICE_COMMON_METRICS_H_
 
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <memory>
@@ -42,12 +43,19 @@ class Metrics {
   std::shared_ptr<void> OnScrape(std::function<void()> fn);
 
   // Serves GET /metrics on `listen` (host:port; port 0 = a free one); the bound port.
-  // UNAVAILABLE when it cannot bind, INVALID_ARGUMENT for a bad address. One listener
-  // per process: a second call returns the first port.
+  // Plaintext (prometheus-cpp's civetweb; its TLS crashes with Debian 12's OpenSSL 3):
+  // bind it to a private address; the scheduler also serves /metrics on its HTTP API port,
+  // TLS included. UNAVAILABLE when it cannot bind, INVALID_ARGUMENT for a bad address. One
+  // listener per process: a second call returns the first port.
   absl::StatusOr<int> Serve(const std::string& listen);
 
   // The exposition text, as a scrape returns it (tests, `pice local --metrics-port`).
   std::string Text();
+
+  // Whether the query path records metrics (default on; `pice bench e2e --no-metrics` turns
+  // it off to measure what it costs).
+  static bool Enabled() { return enabled_.load(std::memory_order_relaxed); }
+  static void SetEnabled(bool on) { enabled_.store(on); }
 
   // Bucket bounds in seconds for latencies from 1 ms to 2 min.
   static const prometheus::Histogram::BucketBoundaries& LatencyBuckets();
@@ -58,6 +66,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<Impl> impl_;
   std::mutex serve_mu_;
+  static inline std::atomic<bool> enabled_{true};
 };
 
 // Sets a counter to `total` (a running total read from a node's state) by adding the

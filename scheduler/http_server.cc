@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/metrics.h"
 #include "common/server.h"
 #include "common/tls_reload.h"
 #include "scheduler/openai.h"
@@ -169,6 +170,15 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     keep_alive_ = req.keep_alive();
     const std::string target(req.target());
     const std::string path = target.substr(0, target.find('?'));
+    if (path == "/metrics") {
+      // The process's Prometheus metrics, on this port's TLS when it has it.
+      if (req.method() != http::verb::get) return SendError(MethodNotAllowed());
+      const std::string text = Metrics::Get().Text();
+      Write(absl::StrCat("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                         "Content-Length: ", text.size(), "\r\n",
+                         keep_alive_ ? "" : "Connection: close\r\n", "\r\n", text));
+      return AfterResponse();
+    }
     if (path == "/health") {
       if (req.method() != http::verb::get) return SendError(MethodNotAllowed());
       const bool draining = server_->service()->draining();

@@ -6,7 +6,8 @@
 // with a body limit, so hostile input meets tested code.
 //
 //   POST /v1/chat/completions, POST /v1/completions   (stream: true -> text/event-stream)
-//   GET  /v1/models, GET /health (503 while draining)
+//   GET  /v1/models, GET /health (503 while draining), GET /metrics (Prometheus, the
+//   process's registry: the scheduler's series over this port's TLS)
 // Errors are OpenAI's error JSON with the status a client acts on: 400 naming the
 // parameter (malformed JSON, wrong types, invalid UTF-8, bad values), 404 (unknown path
 // or model), 405, 413 (body over max_body_bytes), 429 + Retry-After (limits), 503

@@ -17,10 +17,12 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
   const bool answer_error = s.ok() && call->resp.finish_reason() == v1::ERROR;
   const CallOutcome outcome = answer_error ? CallOutcome::kFailed : Outcome(s);
   const std::string error = answer_error ? "the expansion finished with an error" : s.error_message();
-  if (on_edge) {
+  if (on_edge && Metrics::Enabled()) {
     SchedulerMetrics::Get().ExpandDone(
         registry_->EdgeName(call->edge), outcome == CallOutcome::kOk,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - call->started).count());
+  }
+  if (on_edge) {
     call->ReleaseEdge(outcome, RetryAfter(*call->ctx, absl::Seconds(options_->load_poll_s)), error);
   } else {
     registry_->CloudCallEnded(outcome, error);

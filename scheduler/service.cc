@@ -276,7 +276,7 @@ grpc::Status PiceService::StartQuery(const std::string& client_in, v1::QueryRequ
     decision.reason = absl::StrCat("model ", req.model(), ": a raw completion on the cloud's model");
   }
   // Metrics see what the client sees (cache hits included).
-  {
+  if (Metrics::Enabled()) {
     auto qm = std::make_shared<QueryMetrics>(decision, key ? key->name : "", registry_->CloudName());
     emit = [qm, emit = std::move(emit)](v1::QueryEvent ev) {
       qm->OnEvent(ev);

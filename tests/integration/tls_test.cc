@@ -176,6 +176,9 @@ TEST_F(TlsTest, HttpApiServesHttpsAndWantsTheClientCertificate) {
             0) << out;
   EXPECT_NE(out.find("data: [DONE]"), std::string::npos) << out;
   EXPECT_NE(out.find("3+4="), std::string::npos) << out;
+  // The scheduler's metrics over the same https port.
+  ASSERT_EQ(RunCommand(with_cert + url + "/metrics", &out), 0) << out;
+  EXPECT_NE(out.find("pice_request_success_total{"), std::string::npos) << out;
   // No client certificate, a foreign one, or plain http: no answer.
   EXPECT_NE(RunCommand(curl + url + "/v1/models", &out), 0) << out;
   const std::string other = dir_->File("other-ca");
