@@ -1,0 +1,84 @@
+// Scheduler replicas (issue 14, "the scheduler scales out"): two pice-scheduler processes over
+// the same cloud and edge are interchangeable (stateless: a query is owned by the replica that
+// accepted it), and one of them drained with SIGTERM under load loses nothing — every query
+// it accepted completes, later ones are refused with UNAVAILABLE (a client or load balancer
+// retries them on the other replica), the other replica answers everything.
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/harness.h"
+
+namespace pice::testing {
+namespace {
+
+TEST(ReplicasTest, ADrainedReplicaCompletesEveryQueryItAccepted) {
+  TempDir dir;
+  Node cloud(dir, "cloud", "pice-cloud", ArithCloudYaml());
+  Node edge(dir, "edge-1", "pice-edge",
+            "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
+                "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n  - {name: a, model: " +
+                ModelsDir() + "/arith-edge-a-q8_0.gguf}\n");
+  std::string why;
+  ASSERT_TRUE(cloud.Ready(&why)) << why;
+  ASSERT_TRUE(edge.Ready(&why)) << why;
+  const std::string yaml = "listen: 127.0.0.1:0\ncloud: " + cloud.address() + "\nedges: [" +
+                           edge.address() + "]\ntimeouts: {load_poll: 100ms, drain: 20s}\n";
+  Node a(dir, "sched-a", "pice-scheduler", yaml);
+  Node b(dir, "sched-b", "pice-scheduler", yaml);
+  ASSERT_TRUE(a.Ready(&why)) << why;
+  ASSERT_TRUE(b.Ready(&why)) << why;
+
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  int accepted_ok = 0, accepted_lost = 0, refused = 0, b_ok = 0, b_failed = 0;
+  std::string lost_error;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      Node* target = t % 2 == 0 ? &a : &b;
+      auto stub = PiceStub(target);
+      for (int i = 0; !stop; ++i) {
+        v1::QueryRequest req;
+        req.set_prompt(i % 2 ? "add 12 and 30; multiply 7 by 8" : "subtract 9 from 62");
+        req.set_route(i % 3 == 0 ? v1::ROUTE_CLOUD : v1::ROUTE_SKETCH);
+        req.set_no_cache(true);
+        std::vector<v1::QueryEvent> ev;
+        grpc::Status s = RunQuery(stub.get(), req, &ev, 30);
+        std::lock_guard<std::mutex> lock(mu);
+        if (target == &b) {
+          (s.ok() && FinalAnswer(ev).finish_reason() == v1::STOP ? b_ok : b_failed)++;
+        } else if (!ev.empty()) {  // A accepted it: it must complete
+          if (s.ok() && !FinalAnswer(ev).text().empty()) {
+            ++accepted_ok;
+          } else {
+            ++accepted_lost;
+            lost_error = s.error_message();
+          }
+        } else {
+          EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+          ++refused;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  const int status = a.process().Kill(std::chrono::milliseconds(25000));  // SIGTERM: drain
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  for (auto& c : clients) c.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the drained replica exits 0";
+  EXPECT_EQ(accepted_lost, 0) << lost_error;
+  EXPECT_GT(accepted_ok, 0);
+  EXPECT_GT(refused, 0) << "after the drain began, the replica refused new queries";
+  EXPECT_EQ(b_failed, 0);
+  EXPECT_GT(b_ok, 0);
+}
+
+}  // namespace
+}  // namespace pice::testing
