@@ -55,7 +55,9 @@ target_link_libraries(pice_edge PUBLIC pice_node)
 pice_folder_library(pice_scheduler scheduler)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)  # the response cache in Redis
 pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)  # policy rules' regex (linear time)
-target_link_libraries(pice_scheduler PUBLIC pice_common OpenSSL::Crypto PkgConfig::HIREDIS PkgConfig::RE2)
+pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)  # edges found by DNS
+target_link_libraries(pice_scheduler PUBLIC pice_common OpenSSL::Crypto PkgConfig::HIREDIS PkgConfig::RE2
+  PkgConfig::CARES)
 # Everything, for the pice CLI and the tests.
 add_library(pice_services INTERFACE)
 target_link_libraries(pice_services INTERFACE pice_cloud pice_edge pice_scheduler)

@@ -1,5 +1,7 @@
 #include "scheduler/config.h"
 
+#include "scheduler/discovery.h"
+
 #include "scheduler/api_keys.h"
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,7 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "api_keys_file", "cloud",
                                        "tls", "node_tls", "cache", "metrics_listen",
                                        "log_format",
-                                       "edges", "policy", "policy_file",
+                                       "edges", "edges_file", "policy", "policy_file",
                                        "escalation", "limits", "timeouts", "answer", "health",
                                        "degraded"}));
   SchedulerOptions o;
@@ -60,8 +62,23 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
         PICE_ASSIGN_OR_RETURN(ea.address, e.AsString());
         const ConfigNode parent = edges;
         PICE_RETURN_IF_ERROR(CheckAddress(parent, absl::StrCat("[", i, "]"), ea.address));
+      } else if (e.Has("dns")) {
+        // Every A/AAAA record of a name (scheduler/discovery.h).
+        PICE_RETURN_IF_ERROR(e.CheckKeys({"dns", "refresh", "server"}));
+        EdgeSource src;
+        std::string dns;
+        PICE_RETURN_IF_ERROR(e.ReadString("dns", &dns, false));
+        PICE_RETURN_IF_ERROR(CheckAddress(e, "dns", dns));
+        src.dns_host = dns.substr(0, dns.rfind(':'));
+        (void)absl::SimpleAtoi(dns.substr(dns.rfind(':') + 1), &src.port);
+        if (src.port <= 0) return e.ChildError("dns", "expected name:port with a port > 0");
+        PICE_RETURN_IF_ERROR(e.ReadSeconds("refresh", &src.refresh_s, 0.05, 86400));
+        PICE_RETURN_IF_ERROR(e.ReadString("server", &src.server));
+        if (!src.server.empty()) PICE_RETURN_IF_ERROR(CheckAddress(e, "server", src.server));
+        o.edge_sources.push_back(std::move(src));
+        continue;
       } else {
-        PICE_RETURN_IF_ERROR(e.CheckKeys({"name", "address"}));
+        PICE_RETURN_IF_ERROR(e.CheckKeys({"name", "address", "dns", "refresh", "server"}));
         PICE_RETURN_IF_ERROR(e.Require("address"));
         PICE_RETURN_IF_ERROR(e.ReadString("name", &ea.name, false));
         PICE_RETURN_IF_ERROR(e.ReadString("address", &ea.address, false));
@@ -69,6 +86,15 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
       }
       o.edges.push_back(ea);
     }
+  }
+  if (root.Has("edges_file")) {
+    EdgeSource src;
+    PICE_RETURN_IF_ERROR(root.ReadPath("edges_file", &src.file));
+    src.refresh_s = 1;
+    if (auto edges = ReadEdgesFile(src.file); !edges.ok()) {
+      return root.ChildError("edges_file", std::string(edges.status().message()));
+    }
+    o.edge_sources.push_back(std::move(src));
   }
   if (root.Has("policy") && root.Has("policy_file")) {
     return root.ChildError("policy_file", "give either policy or policy_file, not both");

@@ -16,6 +16,8 @@
 //   edges:                         # pice-edge addresses (a string or {name, address})
 //     - 127.0.0.1:50071
 //     - {name: edge-b, address: 127.0.0.1:50072}
+//     - {dns: "pice-edge.pice.svc:50071", refresh: 5s}   # every A/AAAA record (discovery.h)
+//   edges_file: edges.txt          # "host:port" or "name host:port" lines, reloaded on change
 //   policy: general                # a built-in policy name (general, or pice-arith for the
 //                                  # bundled demo models), an inline mapping, or policy_file
 //   # policy_file: policy.yaml     # or a file (relative to this file)
@@ -58,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "common/tls.h"
+#include "scheduler/discovery.h"
 #include "scheduler/policy.h"
 #include "scheduler/response_cache.h"
 
@@ -80,6 +83,7 @@ struct SchedulerOptions {
   int http_max_body_bytes = 1 << 20;
   std::string cloud;                  // required
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
+  std::vector<EdgeSource> edge_sources;  // `edges: [{dns: ...}]`, `edges_file:` (discovery.h)
   Policy policy;                      // default: built-in "general"
   // Where the policy is re-read from on a change or SIGHUP (PiceService::ReloadPolicy):
   // policy_file when given, else the scheduler's own file (its `policy:`); "" = nowhere.

@@ -75,30 +75,93 @@ absl::Duration RetryAfter(const grpc::ClientContext& ctx, absl::Duration fallbac
 
 NodeRegistry::NodeRegistry(const SchedulerOptions& o)
     : poll_s_(o.load_poll_s), eject_after_(o.eject_after_failures),
-      eject_base_(absl::Seconds(o.eject_base_s)), eject_max_(absl::Seconds(o.eject_max_s)) {
+      eject_base_(absl::Seconds(o.eject_base_s)), eject_max_(absl::Seconds(o.eject_max_s)),
+      node_tls_(o.node_tls), sources_(o.edge_sources),
+      next_discovery_(o.edge_sources.size(), absl::InfinitePast()) {
   cloud_address_ = o.cloud;
   cloud_channel_ = MakeChannel(o.cloud, o.node_tls);
   cloud_stub_ = v1::Cloud::NewStub(cloud_channel_);
   cloud_health_.next_backoff = eject_base_;
-  for (const EdgeAddress& a : o.edges) {
-    auto e = std::make_unique<Edge>();
-    e->config_name = a.name;
-    e->address = a.address;
-    e->channel = MakeChannel(a.address, o.node_tls);
-    e->stub = v1::Edge::NewStub(e->channel);
-    EdgeSnapshot s;
-    s.name = a.name;
-    s.address = a.address;
-    s.health.next_backoff = eject_base_;
-    state_.push_back(s);
-    edges_.push_back(std::move(e));
-    SchedulerMetrics::Get().AddNode(a.name, true);
-  }
+  edges_.reserve(kMaxEdges);
+  absl::MutexLock lock(&mu_);
+  for (const EdgeAddress& a : o.edges) AddEdgeLocked(a, "");
   SchedulerMetrics::Get().AddNode("cloud", false);
+}
+
+int NodeRegistry::AddEdgeLocked(const EdgeAddress& a, const std::string& source) {
+  auto e = std::make_unique<Edge>();
+  const int i = static_cast<int>(edges_.size());
+  e->config_name = a.name.empty() ? absl::StrCat("edge-", i) : a.name;
+  e->address = a.address;
+  e->channel = MakeChannel(a.address, node_tls_);
+  e->stub = v1::Edge::NewStub(e->channel);
+  EdgeSnapshot s;
+  s.name = e->config_name;
+  s.address = a.address;
+  s.source = source;
+  s.health.next_backoff = eject_base_;
+  state_.push_back(s);
+  edges_.push_back(std::move(e));
+  SchedulerMetrics::Get().AddNode(s.name, true);
+  return i;
+}
+
+int NodeRegistry::edge_count() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(state_.size());
+}
+
+void NodeRegistry::Discover(bool all) {
+  const absl::Time now = absl::Now();
+  for (size_t k = 0; k < sources_.size(); ++k) {
+    if (!all && now < next_discovery_[k]) continue;
+    next_discovery_[k] = now + absl::Seconds(sources_[k].refresh_s);
+    auto found = DiscoverEdges(sources_[k]);
+    if (!found.ok()) {
+      // Keep what it named last: a DNS server or a file that fails is not "no edges".
+      spdlog::warn("{}: {}; keeping its edges", sources_[k].Describe(),
+                   std::string(found.status().message()));
+      continue;
+    }
+    ApplyDiscovered(sources_[k], *found);
+  }
+}
+
+void NodeRegistry::ApplyDiscovered(const EdgeSource& source, const std::vector<EdgeAddress>& found) {
+  const std::string src = source.Describe();
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> wanted;
+  for (const EdgeAddress& a : found) wanted.insert(a.address);
+  for (EdgeSnapshot& s : state_) {
+    if (s.source != src || s.removed || wanted.count(s.address)) continue;
+    s.removed = true;
+    s.health.serving = false;
+    spdlog::info("edge {} ({}): gone from {}; no new work, running calls finish", s.name,
+                 s.address, src);
+  }
+  for (const EdgeAddress& a : found) {
+    auto it = std::find_if(state_.begin(), state_.end(),
+                           [&](const EdgeSnapshot& s) { return s.address == a.address; });
+    if (it != state_.end()) {
+      if (it->removed && it->source == src) {
+        it->removed = false;  // back: probed before it gets work
+        it->health.reachable = false;
+        spdlog::info("edge {} ({}): back in {}", it->name, it->address, src);
+      }
+      continue;
+    }
+    if (static_cast<int>(edges_.size()) >= kMaxEdges) {
+      spdlog::error("{}: {} edges already; {} not added", src, kMaxEdges, a.address);
+      continue;
+    }
+    const int i = AddEdgeLocked(a, src);
+    spdlog::info("edge {} ({}): found by {}; probing it", state_[i].name, a.address, src);
+  }
 }
 
 std::unique_ptr<NodeRegistry> NodeRegistry::Create(const SchedulerOptions& options) {
   std::unique_ptr<NodeRegistry> r(new NodeRegistry(options));
+  r->Discover(/*all=*/true);
   // The first round decides what the first queries see; a node still starting (or a loaded
   // host) gets longer to answer it than a routine round gives, since a node missed here stays
   // out for a whole poll period.
@@ -136,6 +199,7 @@ void NodeRegistry::PollLoop() {
     mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(poll_s_));
     if (stop_) break;
     mu_.Unlock();
+    Discover(/*all=*/false);
     PollOnce();
     mu_.Lock();
   }
@@ -172,14 +236,19 @@ void NodeRegistry::PollOnce(double timeout_s) {
   if (timeout_s <= 0) timeout_s = std::clamp(poll_s_ * 5, 0.2, 2.0);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
-  const size_t n = edges_.size();
-  // Probes [0, n) are the edges, n the cloud; null = not probed (ejected).
-  std::vector<std::unique_ptr<Probe>> probes(n + 1);
+  // Probes [0, n) are the edges, n the cloud; null = not probed (ejected, or removed by
+  // discovery). Edges discovered meanwhile wait for the next round.
+  size_t n = 0;
+  std::vector<std::unique_ptr<Probe>> probes;
   {
     absl::MutexLock lock(&mu_);
+    n = state_.size();
+    probes.resize(n + 1);
     const absl::Time now = absl::Now();
     for (size_t i = 0; i < n; ++i) {
-      if (now >= state_[i].health.ejected_until) probes[i] = std::make_unique<Probe>();
+      if (!state_[i].removed && now >= state_[i].health.ejected_until) {
+        probes[i] = std::make_unique<Probe>();
+      }
     }
     if (now >= cloud_health_.ejected_until) probes[n] = std::make_unique<Probe>();
   }
@@ -222,7 +291,7 @@ void NodeRegistry::PollOnce(double timeout_s) {
   const absl::Time now = absl::Now();
   for (size_t i = 0; i <= n; ++i) {
     const Probe* p = probes[i].get();
-    if (!p) continue;
+    if (!p || (i < n && state_[i].removed)) continue;
     NodeHealth& h = i < n ? state_[i].health : cloud_health_;
     const std::string who = i < n ? "edge " + state_[i].name + " (" + state_[i].address + ")"
                                   : "cloud (" + cloud_address_ + ")";
@@ -375,7 +444,7 @@ std::string NodeRegistry::AnswerVersions() const {
   if (cloud_load_.model_version().empty()) return "";
   std::set<std::string> edges;
   for (const EdgeSnapshot& e : state_) {
-    if (!e.load.model_version().empty()) edges.insert(e.load.model_version());
+    if (!e.removed && !e.load.model_version().empty()) edges.insert(e.load.model_version());
   }
   std::string out = "cloud " + cloud_load_.model_version();
   for (const std::string& v : edges) out += " edge " + v;

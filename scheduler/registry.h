@@ -56,6 +56,8 @@ struct EdgeSnapshot {
   NodeHealth health;
   int outstanding = 0;      // this scheduler's Expand calls in flight on it
   v1::LoadResponse load;    // last good Load
+  std::string source;       // "" = the config's list; else the discovery source
+  bool removed = false;     // its source no longer names it: no new work, no probes
   uint64_t expansions = 0;  // finished Expand calls sent by this scheduler
   uint64_t failures = 0;
 };
@@ -92,7 +94,9 @@ class NodeRegistry {
 
   v1::Cloud::Stub* cloud() { return cloud_stub_.get(); }
   const std::string& cloud_address() const { return cloud_address_; }
-  int edge_count() const { return static_cast<int>(edges_.size()); }
+  // Edges known so far (discovered ones that went away included: they are `removed`).
+  int edge_count() const;
+  static constexpr int kMaxEdges = 4096;
   v1::Edge::Stub* edge_stub(int i) { return edges_[i]->stub.get(); }
 
   // Picks the healthy, not busy edge with room (outstanding calls below its slots +
@@ -135,6 +139,11 @@ class NodeRegistry {
   };
   explicit NodeRegistry(const SchedulerOptions& options);
   void PollLoop();
+  // Looks at the sources that are due (edges_file, DNS) and applies what they name.
+  void Discover(bool all);
+  void ApplyDiscovered(const EdgeSource& source, const std::vector<EdgeAddress>& found);
+  // Adds an edge (the lock held); its index.
+  int AddEdgeLocked(const EdgeAddress& a, const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HealthyLocked(const NodeHealth& h, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a failure (call or probe); ejects after eject_after failures in a row.
   void FailLocked(NodeHealth* h, const std::string& who, const std::string& error,
@@ -147,7 +156,12 @@ class NodeRegistry {
   std::string cloud_address_;
   std::shared_ptr<grpc::Channel> cloud_channel_;
   std::unique_ptr<v1::Cloud::Stub> cloud_stub_;
-  std::vector<std::unique_ptr<Edge>> edges_;  // fixed after construction
+  // Appended to by discovery (under mu_; reserved to kMaxEdges so that it never moves: the
+  // query threads index it without the lock); an edge is never erased, only `removed`.
+  std::vector<std::unique_ptr<Edge>> edges_;
+  const ClientTls node_tls_;
+  std::vector<EdgeSource> sources_;             // the poll thread's
+  std::vector<absl::Time> next_discovery_;      // per source
 
   mutable absl::Mutex mu_;
   std::vector<EdgeSnapshot> state_ ABSL_GUARDED_BY(mu_);

@@ -52,7 +52,7 @@ done
 service_libs="$svc_archives \
   $(pkg-config --libs grpc++ protobuf yaml-cpp spdlog icu-uc icu-i18n absl_flags_parse \
     absl_random_random absl_statusor absl_str_format absl_synchronization absl_time \
-    absl_flat_hash_map openssl hiredis re2 prometheus-cpp-pull prometheus-cpp-core) -lgrpc++_reflection -lpthread"
+    absl_flat_hash_map openssl hiredis re2 libcares prometheus-cpp-pull prometheus-cpp-core) -lgrpc++_reflection -lpthread"
 service_deps="$svc_archives"
 
 obj() { local s=${1%.cc}; echo "obj/$s.o"; }

@@ -7,7 +7,7 @@ PKGS=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libicu-dev nlohmann-json3-dev
   libboost-dev libssl-dev openssl curl libhiredis-dev redis-server
-  prometheus-cpp-dev prometheus libre2-dev
+  prometheus-cpp-dev prometheus libre2-dev libc-ares-dev dnsmasq
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

@@ -212,7 +212,9 @@ class Node {
     *why = name_ + " not serving in time: " + process_->Stderr();
     return false;
   }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
+  // For a node listening on another loopback address than 127.0.0.1.
+  void set_host(const std::string& host) { host_ = host; }
   int port() const { return port_; }
   // How Ready() reaches a node that serves TLS.
   void set_client_tls(const ClientTls& tls) { tls_ = tls; }
@@ -222,6 +224,7 @@ class Node {
   std::string name_;
   std::string port_file_;
   int port_ = 0;
+  std::string host_ = "127.0.0.1";
   ClientTls tls_;
   std::unique_ptr<Process> process_;
 };
