@@ -87,6 +87,9 @@ if(PICE_BUILD_TESTS)
     add_dependencies(integration_tests pice pice-cloud pice-edge pice-scheduler)
     gtest_discover_tests(integration_tests DISCOVERY_TIMEOUT 60 PROPERTIES RUN_SERIAL TRUE)
   endif()
+  # deploy/: kustomize renders, yamllint, systemd-analyze verify, the manifests' configs answer.
+  add_test(NAME ValidateDeploy COMMAND ${CMAKE_SOURCE_DIR}/scripts/validate-deploy.sh ${CMAKE_BINARY_DIR})
+  set_tests_properties(ValidateDeploy PROPERTIES RUN_SERIAL TRUE TIMEOUT 300)
   # The official openai npm SDK against pice local's HTTP API (Node.js from Debian).
   add_test(NAME OpenAISdkTest
            COMMAND ${CMAKE_SOURCE_DIR}/scripts/openai-sdk-test.sh ${CMAKE_BINARY_DIR})

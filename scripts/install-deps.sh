@@ -7,7 +7,7 @@ PKGS=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libicu-dev nlohmann-json3-dev
   libboost-dev libssl-dev openssl curl libhiredis-dev redis-server
-  prometheus-cpp-dev prometheus libre2-dev libc-ares-dev dnsmasq
+  prometheus-cpp-dev prometheus libre2-dev libc-ares-dev dnsmasq yamllint
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
@@ -20,6 +20,10 @@ done
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi
+# scripts/validate-deploy.sh: kubectl (Debian's kubernetes-client, unless a kubectl is there
+# already, e.g. Google Cloud SDK's, whose files conflict with it) and systemd-analyze.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo

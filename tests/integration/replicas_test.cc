@@ -1,8 +1,8 @@
 // Scheduler replicas (issue 14, "the scheduler scales out"): two pice-scheduler processes over
 // the same cloud and edge are interchangeable (stateless: a query is owned by the replica that
 // accepted it), and one of them drained with SIGTERM under load loses nothing — every query
-// it accepted completes, later ones are refused with UNAVAILABLE (a client or load balancer
-// retries them on the other replica), the other replica answers everything.
+// it accepted completes, later ones are refused (UNAVAILABLE; CANCELLED in the instant its
+// server stops) and never half-answered, the other replica answers everything.
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -60,7 +60,11 @@ TEST(ReplicasTest, ADrainedReplicaCompletesEveryQueryItAccepted) {
             lost_error = s.error_message();
           }
         } else {
-          EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+          // Refused: UNAVAILABLE while it drains or once it is gone; CANCELLED for a call that
+          // reaches it in the instant its server stops (gRPC cancels calls not yet handled).
+          EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                      s.error_code() == grpc::StatusCode::CANCELLED)
+              << s.error_code() << " " << s.error_message();
           ++refused;
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
