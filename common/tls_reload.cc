@@ -1,5 +1,6 @@
 #include "common/tls_reload.h"
 
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -98,6 +99,9 @@ class Reloader {
                                                 fs::temp_directory_path().string()));
       }
       dir_ = tmpl;  // mode 0700: the copies inside are the owner's alone
+      // OpenSSL first, so that its exit clean-up runs after Stop (the thread's state is freed
+      // by the thread itself, before OpenSSL goes).
+      OPENSSL_init_crypto(0, nullptr);
       std::atexit([] { Reloader::Get().Stop(); });
       thread_ = std::thread([this] { Loop(); });
     }
@@ -128,6 +132,11 @@ class Reloader {
 
  private:
   void Loop() {
+    Refreshes();
+    OPENSSL_thread_stop();  // this thread's OpenSSL error state (the checks use it)
+  }
+
+  void Refreshes() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!cv_.wait_for(lock, std::chrono::seconds(kTlsReloadSeconds), [this] { return stop_; })) {
       for (auto& [id, w] : watches_) {

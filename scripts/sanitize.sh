@@ -33,6 +33,7 @@ if [ "$mode" = asan ]; then
   # Leaks are reported (and fail the test); a UBSan finding aborts with a stack trace.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/tsan/lsan.supp}
   exec ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 1800 "$@"
 fi
 
