@@ -16,7 +16,9 @@ NodeMetrics::NodeMetrics(const std::string& node,
   auto& gen = m.Counter("pice_generation_tokens_total", "Tokens generated").Add(l);
   auto& hits = m.Counter("pice_prefix_cache_hits_total",
                          "Requests that reused a cached prompt prefix").Add(l);
-  scrape_ = m.OnScrape([&, stats = std::move(stats)] {
+  // The series live in the process's registry; the lambda holds pointers to them.
+  scrape_ = m.OnScrape([running = &running, waiting = &waiting, kv = &kv, prompt = &prompt,
+                        gen = &gen, hits = &hits, stats = std::move(stats)] {
     double r = 0, w = 0, used = 0, budget = 0, p = 0, g = 0, h = 0;
     for (const BackendStats& s : stats()) {
       r += s.active;
@@ -27,12 +29,12 @@ NodeMetrics::NodeMetrics(const std::string& node,
       g += double(s.generated_tokens);
       h += double(s.prefix_hits);
     }
-    running.Set(r);
-    waiting.Set(w);
-    kv.Set(budget > 0 ? used / budget : 0);
-    AdvanceCounter(prompt, p);
-    AdvanceCounter(gen, g);
-    AdvanceCounter(hits, h);
+    running->Set(r);
+    waiting->Set(w);
+    kv->Set(budget > 0 ? used / budget : 0);
+    AdvanceCounter(*prompt, p);
+    AdvanceCounter(*gen, g);
+    AdvanceCounter(*hits, h);
   });
 }
 
