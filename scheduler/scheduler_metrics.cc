@@ -109,7 +109,6 @@ SchedulerMetrics::SchedulerMetrics()
     }
   }
   for (const char* cause : {"agreement", "confidence"}) escalations.Add({{"cause", cause}});
-  failovers.Add({});
   degraded.Add({});
   for (const char* where : {"cloud", "edge"}) {
     gen_tokens.Add({{"where", where}});
@@ -119,7 +118,8 @@ SchedulerMetrics::SchedulerMetrics()
                            "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "INTERNAL"}) {
     failure.Add({{"code", code}});
   }
-  agreement.Add({}, AgreementBuckets());
+  agreement_all = &agreement.Add({}, AgreementBuckets());
+  failovers_all = &failovers.Add({});
   sketch_points.Add({}, PointBuckets());
 }
 
@@ -162,15 +162,20 @@ void QueryMetrics::OnEvent(const v1::QueryEvent& ev) {
   if (ev.has_expansion()) {
     const v1::ExpansionEvent& x = ev.expansion();
     m.expansions.Add({{"node", x.node()}, {"member", x.model()}}).Increment();
-    if (x.candidates_size() > 0) m.agreement.Add({}, AgreementBuckets()).Observe(x.agreement());
-    if (x.failed_over()) m.failovers.Add({}).Increment();
+    if (x.candidates_size() > 0) m.agreement_all->Observe(x.agreement());
+    if (x.failed_over()) m.failovers_all->Increment();
   }
   if (ev.has_delta() || ev.has_expansion()) {
     const auto now = Clock::now();
+    if (series_route_ != route_) {
+      series_route_ = route_;
+      ttft_ = &m.ttft.Add({{"route", route_}}, Metrics::LatencyBuckets());
+      itl_ = &m.itl.Add({{"route", route_}}, Metrics::LatencyBuckets());
+    }
     if (!any_content_) {
-      m.ttft.Add({{"route", route_}}, Metrics::LatencyBuckets()).Observe(Seconds(now - start_));
+      ttft_->Observe(Seconds(now - start_));
     } else {
-      m.itl.Add({{"route", route_}}, Metrics::LatencyBuckets()).Observe(Seconds(now - last_content_));
+      itl_->Observe(Seconds(now - last_content_));
     }
     any_content_ = true;
     last_content_ = now;

@@ -63,6 +63,10 @@ struct SchedulerMetrics {
   prometheus::Family<prometheus::Gauge>& cache_available;
   prometheus::Family<prometheus::Gauge>& running;
 
+  // The label-less series, looked up once.
+  prometheus::Histogram* agreement_all = nullptr;
+  prometheus::Counter* failovers_all = nullptr;
+
   void Failure(const grpc::Status& s);
   // A node's series at 0 (ejections, recoveries; an edge's Expand latency).
   void AddNode(const std::string& node, bool edge);
@@ -88,6 +92,10 @@ class QueryMetrics {
   bool any_content_ = false;
   int points_ = 0;
   std::string route_;  // the route label: the decision's, then the answer's
+  // route_'s latency series, looked up once per route rather than once per event.
+  std::string series_route_;
+  prometheus::Histogram* ttft_ = nullptr;
+  prometheus::Histogram* itl_ = nullptr;
   Decision decision_;
   std::string key_;
   std::string cloud_node_;
