@@ -237,7 +237,9 @@ void NodeRegistry::SucceedLocked(NodeHealth* h) {
 
 void NodeRegistry::PollOnce(double timeout_s) {
   // The calls run concurrently, so one slow node delays a round by one deadline at most.
-  if (timeout_s <= 0) timeout_s = std::clamp(poll_s_ * 5, 0.2, 2.0);
+  // At least 1 s: one slow probe on a loaded host marks a healthy node unreachable until the
+  // next round (a query meanwhile goes degraded), which a 0.5 s deadline at a 100 ms poll did.
+  if (timeout_s <= 0) timeout_s = std::clamp(poll_s_ * 5, 1.0, 2.0);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
   // Probes [0, n) are the edges, n the cloud; null = not probed (ejected, or removed by

@@ -127,7 +127,7 @@ class NodeRegistry {
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;
   // One probing round now (tests, and the first round in Create).
-  // timeout_s = 0: the round's usual deadline (5 poll periods, within [0.2 s, 2 s]).
+  // timeout_s = 0: the round's usual deadline (5 poll periods, within [1 s, 2 s]).
   void PollOnce(double timeout_s = 0);
 
  private:
