@@ -1,6 +1,5 @@
 #include "scheduler/api_keys.h"
 
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -82,13 +81,6 @@ absl::StatusOr<std::map<std::string, ApiKey>> ParseApiKeys(const std::string& te
 }
 
 namespace {
-bool Stat(const std::string& path, int64_t* mtime_ns, int64_t* size) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return false;
-  *mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  *size = st.st_size;
-  return true;
-}
 absl::StatusOr<std::string> Read(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the API keys file"));
@@ -107,22 +99,12 @@ absl::StatusOr<std::unique_ptr<ApiKeys>> ApiKeys::Load(const std::string& path) 
   if (!keys.ok()) return keys.status();
   absl::MutexLock lock(&k->mu_);
   k->by_hash_ = *std::move(keys);
-  Stat(path, &k->mtime_ns_, &k->size_);
-  k->checked_ = std::chrono::steady_clock::now();
+  k->watch_ = std::make_unique<FileWatch>(path);
   return k;
 }
 
 void ApiKeys::MaybeReload() {
-  const auto now = std::chrono::steady_clock::now();
-  int64_t mtime = 0, size = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (now - checked_ < std::chrono::seconds(1)) return;
-    checked_ = now;
-    if (!Stat(path_, &mtime, &size) || (mtime == mtime_ns_ && size == size_)) return;
-    mtime_ns_ = mtime;
-    size_ = size;
-  }
+  if (!watch_->Changed()) return;
   absl::StatusOr<std::string> text = Read(path_);
   absl::StatusOr<std::map<std::string, ApiKey>> keys =
       text.ok() ? ParseApiKeys(*text, path_) : absl::StatusOr<std::map<std::string, ApiKey>>(text.status());

@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 
+#include "common/file_watch.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
@@ -67,9 +68,7 @@ class ApiKeys {
   std::string path_;
   mutable absl::Mutex mu_;
   std::map<std::string, ApiKey> by_hash_ ABSL_GUARDED_BY(mu_);
-  std::chrono::steady_clock::time_point checked_ ABSL_GUARDED_BY(mu_);
-  int64_t mtime_ns_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t size_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<FileWatch> watch_;  // set once by Load
 };
 
 // Per-name token buckets for qpm and tpm. Thread-safe.

@@ -1,7 +1,5 @@
 #include "scheduler/service.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -17,16 +15,6 @@
 #include "spdlog/spdlog.h"
 
 namespace pice::scheduler {
-namespace {
-
-// A file's modification time in nanoseconds; 0 when it cannot be read.
-int64_t ModifiedNs(const std::string& path) {
-  struct stat st;
-  if (path.empty() || stat(path.c_str(), &st) != 0) return 0;
-  return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-}
-
-}  // namespace
 
 PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
     : options_(std::move(options)), registry_(registry) {
@@ -42,7 +30,7 @@ PiceService::PiceService(SchedulerOptions options, NodeRegistry* registry)
   }
   policy_ = std::make_shared<const Policy>(options_.policy);
   policy_source_ = !options_.policy_file.empty() ? options_.policy_file : options_.config_file;
-  policy_mtime_ = ModifiedNs(policy_source_);
+  policy_watch_ = std::make_unique<FileWatch>(policy_source_);
   cache_ = ResponseCache::Create(options_.cache);
   SchedulerMetrics::Get();  // every family exposed from the start (dashboards, alerts)
   scrape_ = Metrics::Get().OnScrape([this, last = std::make_shared<CacheStats>()] {
@@ -94,17 +82,7 @@ absl::Status PiceService::ReloadPolicy() {
 }
 
 void PiceService::MaybeReloadPolicy() {
-  if (policy_source_.empty()) return;
-  {
-    absl::MutexLock lock(&policy_mu_);
-    const absl::Time now = absl::Now();
-    if (now - policy_checked_ < absl::Seconds(1)) return;
-    policy_checked_ = now;
-    const int64_t m = ModifiedNs(policy_source_);
-    if (m == policy_mtime_ || m == 0) return;
-    policy_mtime_ = m;
-  }
-  (void)ReloadPolicy();
+  if (policy_watch_->Changed()) (void)ReloadPolicy();
 }
 
 bool PiceService::Replay(const std::string& hit, const v1::QueryRequest& req,

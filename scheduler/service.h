@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_watch.h"
 #include "pice/v1/pice.grpc.pb.h"
 #include "scheduler/config.h"
 #include "scheduler/api_keys.h"
@@ -99,9 +100,8 @@ class PiceService final : public v1::Pice::CallbackService {
 
   mutable absl::Mutex policy_mu_;
   std::shared_ptr<const Policy> policy_ ABSL_GUARDED_BY(policy_mu_);
-  std::string policy_source_;  // the file watched for changes ("" = none)
-  absl::Time policy_checked_ ABSL_GUARDED_BY(policy_mu_);
-  int64_t policy_mtime_ ABSL_GUARDED_BY(policy_mu_) = 0;
+  std::string policy_source_;  // the file re-read on a change ("" = none)
+  std::unique_ptr<FileWatch> policy_watch_;
   std::unique_ptr<ApiKeys> keys_;  // null without api_keys_file
   std::unique_ptr<ResponseCache> cache_;  // null when cache.kind is off
   bool keys_failed_ = false;       // the file did not load: every query is refused

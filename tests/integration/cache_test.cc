@@ -16,15 +16,6 @@
 namespace pice::testing {
 namespace {
 
-std::string EdgeYaml(const std::vector<std::string>& members) {
-  std::string y = "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
-                  "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n";
-  for (const auto& m : members) {
-    y += "  - {name: arith-edge-" + m + ", model: " + ModelsDir() + "/arith-edge-" + m + "-q8_0.gguf}\n";
-  }
-  return y;
-}
-
 bool HaveRedis() {
   std::string out;
   return RunCommand("command -v redis-server", &out) == 0;
@@ -37,7 +28,7 @@ class CacheTest : public ::testing::Test {
     WriteFile(dir_->File("keys.txt"), "alice " + scheduler::Sha256Hex("sk-alice") + "\nbob " +
                                           scheduler::Sha256Hex("sk-bob") + "\n");
     cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml());
-    edge_ = new Node(*dir_, "edge-1", "pice-edge", EdgeYaml({"a", "b", "c"}));
+    edge_ = new Node(*dir_, "edge-1", "pice-edge", ArithEdgeYaml("edge-1", {"a", "b", "c"}));
     std::string why;
     for (Node* n : {cloud_, edge_}) ASSERT_TRUE(n->Ready(&why)) << why;
     mem_ = StartScheduler("memory", "cache: {kind: memory, ttl: 10m}\napi_keys_file: " +
@@ -203,7 +194,7 @@ TEST_F(CacheTest, RedisIsSharedByTwoSchedulersAndItsOutageCostsNoQuery) {
 
 TEST_F(CacheTest, AnotherModelVersionIsAMiss) {
   // A second scheduler over its own edge, so the shared nodes stay as they are.
-  std::unique_ptr<Node> edge(new Node(*dir_, "edge-v1", "pice-edge", EdgeYaml({"a", "b", "c"})));
+  std::unique_ptr<Node> edge(new Node(*dir_, "edge-v1", "pice-edge", ArithEdgeYaml("edge-1", {"a", "b", "c"})));
   std::string why;
   ASSERT_TRUE(edge->Ready(&why)) << why;
   auto sched = [&](const std::string& name, Node* e) {
@@ -222,7 +213,7 @@ TEST_F(CacheTest, AnotherModelVersionIsAMiss) {
   const int port = edge->port();
   edge.reset();
   edge.reset(new Node(*dir_, "edge-v2", "pice-edge",
-                      EdgeYaml({"a", "b"}), {"--listen", "127.0.0.1:" + std::to_string(port)}));
+                      ArithEdgeYaml("edge-1", {"a", "b"}), {"--listen", "127.0.0.1:" + std::to_string(port)}));
   ASSERT_TRUE(edge->Ready(&why)) << why;
   Result r;
   for (int i = 0; i < 50; ++i) {  // until the scheduler has polled the new edge

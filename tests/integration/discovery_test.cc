@@ -19,12 +19,6 @@
 namespace pice::testing {
 namespace {
 
-std::string EdgeYaml(const std::string& name, const std::string& listen) {
-  return "node: " + name + "\nlisten: " + listen + "\ntemplate: " + TemplatesDir() +
-         "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n  - {name: a, model: " +
-         ModelsDir() + "/arith-edge-a-q8_0.gguf}\n";
-}
-
 // Runs queries on the sketch route from a thread; records which edges expanded points.
 class Load {
  public:
@@ -97,7 +91,7 @@ class DiscoveryTest : public ::testing::Test {
       const std::string name = "edge-" + std::to_string(k);
       edges_.push_back(std::make_unique<Node>(
           dir_, name, "pice-edge",
-          EdgeYaml(name, "127.0.0." + std::to_string(k) + ":" + std::to_string(port_))));
+          ArithEdgeYaml(name, {"a"}, "", "127.0.0." + std::to_string(k) + ":" + std::to_string(port_))));
       edges_.back()->set_host("127.0.0." + std::to_string(k));
     }
     for (auto& e : edges_) ASSERT_TRUE(e->Ready(&why)) << why;

@@ -44,6 +44,19 @@ inline std::string ArithCloudYaml(const std::string& extra = "") {
          "/pice-arith.yaml\nthreads: 1\nlog_level: warn\n" + extra;
 }
 
+// pice-edge `name` on the bundled pice-arith edge models (`members`: "a", "b", "c"), one
+// thread, listening on `listen`; `extra` is appended.
+inline std::string ArithEdgeYaml(const std::string& name, const std::vector<std::string>& members = {"a"},
+                                 const std::string& extra = "",
+                                 const std::string& listen = "127.0.0.1:0") {
+  std::string y = "node: " + name + "\nlisten: " + listen + "\ntemplate: " + TemplatesDir() +
+                  "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n";
+  for (const auto& m : members) {
+    y += "  - {name: arith-edge-" + m + ", model: " + ModelsDir() + "/arith-edge-" + m + "-q8_0.gguf}\n";
+  }
+  return y + extra;
+}
+
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

@@ -46,13 +46,8 @@ class MetricsTest : public ::testing::Test {
     for (int& p : ports_) p = FreePort();
     auto m = [](int port) { return "metrics_listen: 127.0.0.1:" + std::to_string(port) + "\n"; };
     cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml(m(ports_[0])));
-    std::string edge = "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
-                       "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n";
-    for (const char* x : {"a", "b", "c"}) {
-      edge += std::string("  - {name: arith-edge-") + x + ", model: " + ModelsDir() +
-              "/arith-edge-" + x + "-q8_0.gguf}\n";
-    }
-    edge_ = new Node(*dir_, "edge-1", "pice-edge", edge + m(ports_[1]));
+    edge_ = new Node(*dir_, "edge-1", "pice-edge",
+                     ArithEdgeYaml("edge-1", {"a", "b", "c"}, m(ports_[1])));
     std::string why;
     for (Node* n : {cloud_, edge_}) ASSERT_TRUE(n->Ready(&why)) << why;
     sched_ = new Node(*dir_, "scheduler", "pice-scheduler",

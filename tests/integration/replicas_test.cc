@@ -20,9 +20,7 @@ TEST(ReplicasTest, ADrainedReplicaCompletesEveryQueryItAccepted) {
   TempDir dir;
   Node cloud(dir, "cloud", "pice-cloud", ArithCloudYaml());
   Node edge(dir, "edge-1", "pice-edge",
-            "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
-                "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n  - {name: a, model: " +
-                ModelsDir() + "/arith-edge-a-q8_0.gguf}\n");
+            ArithEdgeYaml("edge-1"));
   std::string why;
   ASSERT_TRUE(cloud.Ready(&why)) << why;
   ASSERT_TRUE(edge.Ready(&why)) << why;

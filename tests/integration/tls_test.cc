@@ -44,11 +44,7 @@ class TlsTest : public ::testing::Test {
 
     const std::string tls = TlsYaml(a_);
     cloud_ = new Node(*dir_, "cloud", "pice-cloud", ArithCloudYaml(tls));
-    edge_ = new Node(*dir_, "edge-1", "pice-edge",
-                     "node: edge-1\nlisten: 127.0.0.1:0\ntemplate: " + TemplatesDir() +
-                         "/pice-arith.yaml\nthreads: 1\nlog_level: warn\nensemble:\n"
-                         "  - {name: arith-edge-a, model: " + ModelsDir() +
-                         "/arith-edge-a-q8_0.gguf}\n" + tls);
+    edge_ = new Node(*dir_, "edge-1", "pice-edge", ArithEdgeYaml("edge-1", {"a"}, tls));
     std::string why;
     for (Node* n : {cloud_, edge_}) {
       n->set_client_tls(ClientTlsFromDir(a_));
