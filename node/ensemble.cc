@@ -99,6 +99,7 @@ absl::Status Ensemble::ExpandAsync(const ExpandJob& job,
   for (size_t i = 0; i < n; ++i) {
     BackendRequest& r = requests[i];
     r.prompt = built;
+    r.history = job.history;
     r.chat = tmpl_.chat;
     r.system = tmpl_.system;
     r.max_prompt_tokens = job.max_prompt_tokens;

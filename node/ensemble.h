@@ -70,6 +70,7 @@ struct ExpandJob {
   // Degraded mode: answer the whole question with the template's `full` prompt (sketch
   // and index unused); the answer is the selected candidate's text as is.
   bool whole_question = false;
+  std::vector<ChatMessage> history;  // with whole_question: the turns before the question
   int max_prompt_tokens = 1 << 30;  // longer prompts: INVALID_ARGUMENT naming `question`
   GenerateOptions options;   // request options; members override temperature/seed
   std::shared_ptr<std::atomic<bool>> cancelled;  // may be null

@@ -18,12 +18,18 @@ absl::StatusOr<ExpandJob> ValidateExpandRequest(const v1::ExpandRequest& req,
       req.whole_question() ? tmpl.full.max_tokens : tmpl.expand.max_tokens;
   const SamplingLimits sl = NodeSamplingLimits(limits, default_max_tokens);
   if (req.whole_question()) {
+    PICE_RETURN_IF_ERROR(
+        ValidateHistory(req.history(), req.question().size(), limits.max_question_bytes));
     ExpandJob job;
+    for (const v1::ChatTurn& t : req.history()) job.history.push_back({t.role(), t.content()});
     PICE_ASSIGN_OR_RETURN(job.options, ToGenerateOptions(req.params(), sl, "params"));
     job.question = req.question();
     job.whole_question = true;
     job.max_prompt_tokens = limits.max_question_tokens;
     return job;
+  }
+  if (req.history_size() > 0) {
+    return absl::InvalidArgumentError("history: only with whole_question");
   }
   if (req.sketch_size() == 0) {
     return absl::InvalidArgumentError("sketch: must hold at least one point");

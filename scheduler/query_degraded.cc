@@ -20,6 +20,7 @@ void QueryRun::StartDegraded(const std::string& why) {
   call->req.set_request_id(request_.request_id());
   call->req.set_question(request_.prompt());
   call->req.set_whole_question(true);
+  *call->req.mutable_history() = request_.history();
   *call->req.mutable_params() = request_.params();
   call->AcquireEdge(registry_, {});
   {

@@ -73,7 +73,8 @@ struct Outcome {
 };
 
 Outcome Ask(v1::Pice::Stub* stub, const std::string& prompt, const std::string& api_key = "",
-            v1::Route route = v1::ROUTE_AUTO, int timeout_s = 60) {
+            v1::Route route = v1::ROUTE_AUTO, int timeout_s = 60,
+            const std::vector<v1::ChatTurn>& history = {}) {
   Outcome o;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
@@ -81,6 +82,7 @@ Outcome Ask(v1::Pice::Stub* stub, const std::string& prompt, const std::string& 
   v1::QueryRequest req;
   req.set_prompt(prompt);
   req.set_route(route);
+  for (const v1::ChatTurn& t : history) *req.add_history() = t;
   const auto t0 = Clock::now();
   auto reader = stub->Query(&ctx, req);
   v1::QueryEvent ev;
@@ -358,6 +360,23 @@ TEST(DegradedTest, EdgesAnswerAloneWhileTheCloudIsDownAndItIsProbedBackIn) {
     EXPECT_TRUE(route_degraded);
     std::printf("degraded answer: \"%s\"\n", d.events.back().answer().text().c_str());
   }
+  // A conversation's earlier turns reach the edge answering alone (its prompt grows by
+  // them), as they reach the cloud on the normal routes.
+  auto edge_prompt_tokens = [](const Outcome& o) {
+    int64_t n = 0;
+    for (const v1::NodeTokens& t : o.events.back().answer().tokens()) n += t.prompt_tokens();
+    return n;
+  };
+  Outcome plain = Ask(stub.get(), kQuestions[1]);
+  v1::ChatTurn u, a;
+  u.set_role("user");
+  u.set_content("What is 2+2?");
+  a.set_role("assistant");
+  a.set_content("2+2=4.");
+  Outcome with_history = Ask(stub.get(), kQuestions[1], "", v1::ROUTE_AUTO, 60, {u, a});
+  ASSERT_TRUE(plain.status.ok() && with_history.status.ok()) << with_history.status.error_message();
+  ASSERT_TRUE(with_history.events.back().answer().degraded());
+  EXPECT_GT(edge_prompt_tokens(with_history), edge_prompt_tokens(plain));
 
   cloud = std::make_unique<Node>(dir, "cloud-2", "pice-cloud", CloudYaml(),
                                  std::vector<std::string>{"--listen", "127.0.0.1:" +
