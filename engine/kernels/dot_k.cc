@@ -245,11 +245,6 @@ inline __m256i Bits5(const uint8_t* qh) {
 
 inline __m256i Load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Two int8 scales as 16 int16 lanes: sc[0] x 8 (elements 0..15), sc[1] x 8 (16..31).
-inline __m256i ScalePair(const int8_t* sc) {
-  return _mm256_setr_m128i(_mm_set1_epi16(sc[0]), _mm_set1_epi16(sc[1]));
-}
-
 // acc += per int32 lane sum over its 4 bytes of q * y * s16 (s16: one int16 scale per
 // byte pair). Exact: |q * y| pair sums stay within int16 for q <= 63, |y| <= 127.
 inline __m256i MulAddScaled(__m256i acc, __m256i q_u8, __m256i y_s8, __m256i s16) {
@@ -319,14 +314,24 @@ inline void DecodeQK(const uint8_t* qs, const uint8_t* qh, __m256i v[8]) {
   }
 }
 
+// Word j of each 128-bit lane of `v` in every word of that lane (a shuffle control).
+inline __m256i WordCtrl(int lo, int hi) {
+  return _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>((2 * lo) | ((2 * lo + 1) << 8))),
+                           _mm_set1_epi16(static_cast<short>((2 * hi) | ((2 * hi + 1) << 8))));
+}
+
 // The 256 unsigned values (q + 32) of a Q6_K super-block as 8 vectors (vector 4 * half + g
-// = elements 128 * half + 32 * g ...), and each vector's two scales as int16 lanes.
+// = elements 128 * half + 32 * g ...), and each vector's two scales as int16 lanes (scale
+// 8 * half + 2 * g for its first 16 bytes, the next for the other 16), taken from the 16
+// scales widened once instead of built from two scalars each.
 inline void DecodeQ6(const BlockQ6_K& w, __m256i v[8], __m256i sv[8]) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales));
+  const __m256i sc16[2] = {_mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)),
+                           _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8)))};
   const uint8_t* ql = w.ql;
   const uint8_t* qh = w.qh;
   for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
-    const int8_t* sc = w.scales + 8 * half;
     const __m256i l0 = Load32(ql), l1 = Load32(ql + 32), h = Load32(qh);
     __m256i* q = v + 4 * half;
     q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
@@ -336,38 +341,102 @@ inline void DecodeQ6(const BlockQ6_K& w, __m256i v[8], __m256i sv[8]) {
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
-    for (int g = 0; g < 4; ++g) sv[4 * half + g] = ScalePair(sc + 2 * g);
+    for (int g = 0; g < 4; ++g) sv[4 * half + g] = _mm256_shuffle_epi8(sc16[half], WordCtrl(2 * g, 2 * g + 1));
   }
 }
 
-// Q4_K / Q5_K integer part of one super-block.
-inline int32_t QKSumSimd(const KScales& k, const uint8_t* qs, const uint8_t* qh, const int8_t* y) {
-  __m256i v[8];
-  DecodeQK(qs, qh, v);
-  __m256i acc = _mm256_setzero_si256();
-  for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(y + 32 * j), _mm256_set1_epi16(k.sc[j]));
-  return HsumEpi32(acc);
+// Two int32 vectors' lane sums at once.
+inline void HsumEpi32x2(__m256i a, __m256i b, int32_t* sa, int32_t* sb) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_hadd_epi32(s, s);
+  *sa = _mm_cvtsi128_si32(s);
+  *sb = _mm_extract_epi32(s, 1);
 }
 
-// Q6_K integer part of one super-block, with its offset of 32.
+// Q4_K / Q5_K: ScalesK's 8 scales (bytes 0..7) and 8 mins (bytes 8..15) in a register.
+// Built from the four 32-bit words directly: a KScales written to the stack as words and
+// read back as 8-byte vectors stalls store forwarding twice per super-block.
+inline __m128i ScalesKVec(const uint8_t* scales) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, scales, 4);
+  std::memcpy(&u1, scales + 4, 4);
+  std::memcpy(&u2, scales + 8, 4);
+  const uint32_t m1 = (u2 >> 4 & kMask2) | ((u1 >> 6 & kMask3) << 4);
+  const uint32_t s1 = (u2 & kMask2) | ((u0 >> 6 & kMask3) << 4);
+  return _mm_setr_epi32(static_cast<int>(u0 & kMask1), static_cast<int>(s1),
+                        static_cast<int>(u1 & kMask1), static_cast<int>(m1));
+}
+
+// Q4_K / Q5_K integer parts of one super-block: the scaled products and the mins' sum
+// m_j * (bsum 2j + bsum 2j+1). `k` is ScalesKVec's.
+inline void QKSumsSimd(__m128i k, const __m256i v[8], const BlockQ8_K& x, int32_t* isum,
+                       int32_t* msum) {
+  const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(k));  // WordCtrl(j, j): scale j
+  __m256i acc = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) {
+    acc = MulAddScaled(acc, v[j], Load32(x.qs + 32 * j), _mm256_shuffle_epi8(sc, WordCtrl(j, j)));
+  }
+  const __m128i m = _mm_cvtepu8_epi16(_mm_srli_si128(k, 8));
+  const __m256i mins = _mm256_madd_epi16(
+      _mm256_setr_m128i(_mm_unpacklo_epi16(m, m), _mm_unpackhi_epi16(m, m)), Load32(x.bsums));
+  HsumEpi32x2(acc, mins, isum, msum);
+}
+
+// Q6_K integer part of one super-block, with its offset of 32 (sum_j sc_j * bsum_j * 32
+// subtracted in the lanes, before the one horizontal sum).
 inline int32_t Q6SumSimd(const __m256i v[8], const __m256i sv[8], const BlockQ6_K& w, const BlockQ8_K& x) {
   __m256i acc = _mm256_setzero_si256();
   for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(x.qs + 32 * j), sv[j]);
-  return HsumEpi32(acc) - 32 * Q6ScaledBsums(w.scales, x.bsums);
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales)));
+  const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load32(x.bsums)), 5);
+  return HsumEpi32(_mm256_sub_epi32(acc, off));
+}
+
+// The lines of a weight block kPrefetchAhead bytes ahead. A row dot streams its weights
+// once (single-sequence decode: every row of every matrix per token) and waits on each
+// block's first load without this; rows follow each other in memory, so reading past a
+// row's end fetches the next row's start.
+#ifndef PICE_PREFETCH_AHEAD
+#define PICE_PREFETCH_AHEAD 2048
+#endif
+constexpr int kPrefetchAhead = PICE_PREFETCH_AHEAD;
+template <typename W>
+inline void PrefetchAhead(const W* w) {
+  const char* p = reinterpret_cast<const char*>(w) + kPrefetchAhead;
+  for (size_t o = 0; o < sizeof(W); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+// Q4_K / Q5_K · Q8_K with every integer step in vectors; the float steps are DotQK's.
+template <typename W>
+float DotQKSimd(const W* w, const BlockQ8_K* x, int64_t n) {
+  float sumf = 0;
+  __m256i v[8];
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    PrefetchAhead(w + i);
+    const __m128i k = ScalesKVec(w[i].scales);
+    DecodeQK(w[i].qs, QhOf(w[i]), v);
+    int32_t isum, msum;
+    QKSumsSimd(k, v, x[i], &isum, &msum);
+    sumf = AddSuperBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Fp16ToFp32Fast(w[i].dmin), isum, msum);
+  }
+  return sumf;
 }
 }  // namespace
 
 float DotQ4_KQ8_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t n) {
-  return DotQK<BlockQ4_K, QKSumSimd>(w, x, n);
+  return DotQKSimd<BlockQ4_K>(w, x, n);
 }
 float DotQ5_KQ8_K(const BlockQ5_K* w, const BlockQ8_K* x, int64_t n) {
-  return DotQK<BlockQ5_K, QKSumSimd>(w, x, n);
+  return DotQKSimd<BlockQ5_K>(w, x, n);
 }
 
 float DotQ6_KQ8_K(const BlockQ6_K* w, const BlockQ8_K* x, int64_t n) {
   float sumf = 0;
   __m256i v[8], sv[8];
   for (int64_t i = 0; i < n / kQKK; ++i) {
+    PrefetchAhead(w + i);
     DecodeQ6(w[i], v, sv);
     sumf = AddBlock(sumf, x[i].d, Fp16ToFp32Fast(w[i].d), Q6SumSimd(v, sv, w[i], x[i]));
   }
@@ -451,17 +520,16 @@ void DotNQK(const void* wv, const void* xv, int64_t xs, int T, int64_t n, float*
   const W* w = static_cast<const W*>(wv);
   const uint8_t* x = static_cast<const uint8_t*>(xv);
   float sum[kTok] = {};
-  __m256i v[8], sc[8];
+  __m256i v[8];
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    const KScales k = ScalesK(w[i].scales);
+    const __m128i k = ScalesKVec(w[i].scales);
     DecodeQK(w[i].qs, QhOf(w[i]), v);
-    for (int j = 0; j < 8; ++j) sc[j] = _mm256_set1_epi16(k.sc[j]);
     const float dw = Fp16ToFp32Fast(w[i].d), dmin = Fp16ToFp32Fast(w[i].dmin);
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& b = XBlock<BlockQ8_K>(x, xs, t, i);
-      __m256i acc = _mm256_setzero_si256();
-      for (int j = 0; j < 8; ++j) acc = MulAddScaled(acc, v[j], Load32(b.qs + 32 * j), sc[j]);
-      sum[t] = AddSuperBlock(sum[t], b.d, dw, dmin, HsumEpi32(acc), MinSum(k, b.bsums));
+      int32_t isum, msum;
+      QKSumsSimd(k, v, b, &isum, &msum);
+      sum[t] = AddSuperBlock(sum[t], b.d, dw, dmin, isum, msum);
     }
   }
   for (int t = 0; t < T; ++t) out[t] = sum[t];
