@@ -20,6 +20,53 @@ absl::Status CheckAddress(const ConfigNode& n, std::string_view key, const std::
 
 }  // namespace
 
+// `key:` as one host:port (the cloud's old form) or a list of entries: host:port,
+// {name, address} or {dns, refresh, server} (scheduler/discovery.h).
+static absl::Status ReadNodeList(const ConfigNode& root, const std::string& key, const char* kind,
+                          std::vector<EdgeAddress>* fixed, std::vector<EdgeSource>* sources) {
+  const ConfigNode list = root.Child(key);
+  if (list.IsScalar() && key == "cloud") {
+    EdgeAddress a;
+    PICE_RETURN_IF_ERROR(root.ReadString(key, &a.address, false));
+    PICE_RETURN_IF_ERROR(CheckAddress(root, key, a.address));
+    fixed->push_back(a);
+    return absl::OkStatus();
+  }
+  if (!list.IsList()) return list.Error("expected a list of host:port addresses");
+  if (list.size() == 0 && key == "cloud") return list.Error("expected at least one cloud");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const ConfigNode e = list.At(i);
+    EdgeAddress ea{absl::StrCat(kind, "-", i), ""};
+    if (e.IsScalar()) {
+      PICE_ASSIGN_OR_RETURN(ea.address, e.AsString());
+      PICE_RETURN_IF_ERROR(CheckAddress(list, absl::StrCat("[", i, "]"), ea.address));
+    } else if (e.Has("dns")) {
+      // Every A/AAAA record of a name (scheduler/discovery.h).
+      PICE_RETURN_IF_ERROR(e.CheckKeys({"dns", "refresh", "server"}));
+      EdgeSource src;
+      std::string dns;
+      PICE_RETURN_IF_ERROR(e.ReadString("dns", &dns, false));
+      PICE_RETURN_IF_ERROR(CheckAddress(e, "dns", dns));
+      src.dns_host = dns.substr(0, dns.rfind(':'));
+      (void)absl::SimpleAtoi(dns.substr(dns.rfind(':') + 1), &src.port);
+      if (src.port <= 0) return e.ChildError("dns", "expected name:port with a port > 0");
+      PICE_RETURN_IF_ERROR(e.ReadSeconds("refresh", &src.refresh_s, 0.05, 86400));
+      PICE_RETURN_IF_ERROR(e.ReadString("server", &src.server));
+      if (!src.server.empty()) PICE_RETURN_IF_ERROR(CheckAddress(e, "server", src.server));
+      sources->push_back(std::move(src));
+      continue;
+    } else {
+      PICE_RETURN_IF_ERROR(e.CheckKeys({"name", "address", "dns", "refresh", "server"}));
+      PICE_RETURN_IF_ERROR(e.Require("address"));
+      PICE_RETURN_IF_ERROR(e.ReadString("name", &ea.name, false));
+      PICE_RETURN_IF_ERROR(e.ReadString("address", &ea.address, false));
+      PICE_RETURN_IF_ERROR(CheckAddress(e, "address", ea.address));
+    }
+    fixed->push_back(ea);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
   PICE_RETURN_IF_ERROR(root.CheckKeys({"listen", "http_listen", "http_max_body_bytes", "api_keys_file", "cloud",
                                        "tls", "node_tls", "cache", "metrics_listen",
@@ -50,42 +97,9 @@ absl::StatusOr<SchedulerOptions> ParseSchedulerOptions(const ConfigNode& root) {
     }
   }
   PICE_RETURN_IF_ERROR(root.Require("cloud"));
-  PICE_RETURN_IF_ERROR(root.ReadString("cloud", &o.cloud, false));
-  PICE_RETURN_IF_ERROR(CheckAddress(root, "cloud", o.cloud));
+  PICE_RETURN_IF_ERROR(ReadNodeList(root, "cloud", "cloud", &o.clouds, &o.cloud_sources));
   if (root.Has("edges")) {
-    const ConfigNode edges = root.Child("edges");
-    if (!edges.IsList()) return edges.Error("expected a list of host:port addresses");
-    for (size_t i = 0; i < edges.size(); ++i) {
-      const ConfigNode e = edges.At(i);
-      EdgeAddress ea{absl::StrCat("edge-", i), ""};
-      if (e.IsScalar()) {
-        PICE_ASSIGN_OR_RETURN(ea.address, e.AsString());
-        const ConfigNode parent = edges;
-        PICE_RETURN_IF_ERROR(CheckAddress(parent, absl::StrCat("[", i, "]"), ea.address));
-      } else if (e.Has("dns")) {
-        // Every A/AAAA record of a name (scheduler/discovery.h).
-        PICE_RETURN_IF_ERROR(e.CheckKeys({"dns", "refresh", "server"}));
-        EdgeSource src;
-        std::string dns;
-        PICE_RETURN_IF_ERROR(e.ReadString("dns", &dns, false));
-        PICE_RETURN_IF_ERROR(CheckAddress(e, "dns", dns));
-        src.dns_host = dns.substr(0, dns.rfind(':'));
-        (void)absl::SimpleAtoi(dns.substr(dns.rfind(':') + 1), &src.port);
-        if (src.port <= 0) return e.ChildError("dns", "expected name:port with a port > 0");
-        PICE_RETURN_IF_ERROR(e.ReadSeconds("refresh", &src.refresh_s, 0.05, 86400));
-        PICE_RETURN_IF_ERROR(e.ReadString("server", &src.server));
-        if (!src.server.empty()) PICE_RETURN_IF_ERROR(CheckAddress(e, "server", src.server));
-        o.edge_sources.push_back(std::move(src));
-        continue;
-      } else {
-        PICE_RETURN_IF_ERROR(e.CheckKeys({"name", "address", "dns", "refresh", "server"}));
-        PICE_RETURN_IF_ERROR(e.Require("address"));
-        PICE_RETURN_IF_ERROR(e.ReadString("name", &ea.name, false));
-        PICE_RETURN_IF_ERROR(e.ReadString("address", &ea.address, false));
-        PICE_RETURN_IF_ERROR(CheckAddress(e, "address", ea.address));
-      }
-      o.edges.push_back(ea);
-    }
+    PICE_RETURN_IF_ERROR(ReadNodeList(root, "edges", "edge", &o.edges, &o.edge_sources));
   }
   if (root.Has("edges_file")) {
     EdgeSource src;

@@ -12,7 +12,8 @@
 //                                  # absent = off
 //   http_max_body_bytes: 1048576   # larger request bodies: 413
 //   metrics_listen: 0.0.0.0:9051   # Prometheus /metrics (scheduler/scheduler_metrics.h)
-//   cloud: 127.0.0.1:50061         # the pice-cloud address
+//   cloud: 127.0.0.1:50061         # the pice-cloud address, or replicas as a list of
+//                                  # host:port / {name, address} / {dns: name:port, refresh}
 //   edges:                         # pice-edge addresses (a string or {name, address})
 //     - 127.0.0.1:50071
 //     - {name: edge-b, address: 127.0.0.1:50072}
@@ -81,7 +82,10 @@ struct SchedulerOptions {
   CacheOptions cache;                 // the response cache (scheduler/response_cache.h)
   std::string api_keys_file;          // "" = no keys: queries count per x-api-key or peer
   int http_max_body_bytes = 1 << 20;
-  std::string cloud;                  // required
+  // Required: the cloud replicas (`cloud: host:port`, or a list like `edges:`); calls go
+  // to the least-loaded healthy one (scheduler/registry.h).
+  std::vector<EdgeAddress> clouds;
+  std::vector<EdgeSource> cloud_sources;  // `cloud: [{dns: ...}]`
   std::vector<EdgeAddress> edges;     // may be empty: every query goes to the cloud
   std::vector<EdgeSource> edge_sources;  // `edges: [{dns: ...}]`, `edges_file:` (discovery.h)
   Policy policy;                      // default: built-in "general"

@@ -13,7 +13,7 @@
 int main(int argc, char** argv) {
   static constexpr pice::NodeSpec kSpec = {
       "pice-scheduler",
-      "Serves pice.v1.Pice (Query) for clients in front of one pice-cloud and N pice-edge nodes.",
+      "Serves pice.v1.Pice (Query) for clients in front of pice-cloud replicas and N pice-edge nodes.",
       "scheduler.yaml"};
   return pice::RunNodeMain(argc, argv, kSpec, [](const pice::NodeFlags& f)
                                                   -> absl::StatusOr<pice::NodeSetup> {
@@ -39,8 +39,11 @@ int main(int argc, char** argv) {
                                 s};
     };
     setup.after_start = [o = *options] {
-      spdlog::info("cloud {}, {} edge(s), policy '{}', escalation threshold {}", o.cloud,
-                   o.edges.size(), o.policy.name, o.escalation_threshold);
+      std::string clouds;
+      for (const auto& c : o.clouds) clouds += (clouds.empty() ? "" : ", ") + c.address;
+      for (const auto& c : o.cloud_sources) clouds += (clouds.empty() ? "" : ", ") + c.Describe();
+      spdlog::info("cloud {}, {} edge(s), policy '{}', escalation threshold {}", clouds,
+                   o.edges.size() + o.edge_sources.size(), o.policy.name, o.escalation_threshold);
     };
     return setup;
   });

@@ -167,6 +167,12 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   double first_event_ms_ ABSL_GUARDED_BY(mu_) = 0;
   double sketch_done_ms_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time cloud_call_start_ ABSL_GUARDED_BY(mu_);
+  // The cloud replica of the running Sketch or Generate (they never overlap).
+  int stream_cloud_ ABSL_GUARDED_BY(mu_) = -1;
+  int StreamCloud() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return stream_cloud_;
+  }
 };
 
 }  // namespace pice::scheduler

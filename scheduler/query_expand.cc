@@ -25,7 +25,7 @@ void QueryRun::OnExpandDone(std::shared_ptr<ExpandCall> call, const grpc::Status
   if (on_edge) {
     call->ReleaseEdge(outcome, RetryAfter(*call->ctx, absl::Seconds(options_->load_poll_s)), error);
   } else {
-    registry_->CloudCallEnded(outcome, error);
+    registry_->CloudCallEnded(call->cloud, outcome, error);
   }
   if (call->whole) {
     OnWholeDone(call, s, answer_error);

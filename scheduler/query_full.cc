@@ -11,11 +11,13 @@
 namespace pice::scheduler {
 
 using query_internal::CloudError;
+using query_internal::kNoCloud;
 
 // ---- full route -------------------------------------------------------------------------
 
 void QueryRun::StartFull(const std::string& reason, bool announce) {
-  {
+  // A lambda, so that every early return still flushes what FailLocked queued.
+  [&] {
     absl::MutexLock lock(&mu_);
     if (ending_ || finished_) return;
     route_ = v1::ROUTE_CLOUD;
@@ -24,6 +26,11 @@ void QueryRun::StartFull(const std::string& reason, bool announce) {
       ev.mutable_route()->set_route(v1::ROUTE_CLOUD);
       ev.mutable_route()->set_reason(reason);
       Push(std::move(ev));
+    }
+    stream_cloud_ = registry_->AcquireCloud();
+    if (stream_cloud_ < 0) {
+      FailLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kNoCloud));
+      return;
     }
     auto call = std::make_shared<GenerateCall>();
     call->ctx = NewContext();
@@ -42,10 +49,9 @@ void QueryRun::StartFull(const std::string& reason, bool announce) {
     call->on_done = [self](const grpc::Status& s) { self->OnGenerateDone(s); };
     calls_.push_back(call);
     cloud_call_start_ = absl::Now();
-    registry_->CloudCallStarted();
-    registry_->cloud()->async()->Generate(call->ctx.get(), &call->req, call.get());
+    registry_->cloud_stub(stream_cloud_)->async()->Generate(call->ctx.get(), &call->req, call.get());
     call->Begin();
-  }
+  }();
   Flush();
 }
 
@@ -62,7 +68,7 @@ void QueryRun::OnGenerateEvent(const v1::GenerateEvent& ev) {
       finish_reason_ = d.finish_reason();
       AddTokensLocked(d.node().empty() ? "cloud" : d.node(), d.prompt_tokens(),
                       d.generated_tokens());
-      registry_->RecordCloudRate(d.generated_tokens(),
+      registry_->RecordCloudRate(stream_cloud_, d.generated_tokens(),
                                  absl::ToDoubleSeconds(absl::Now() - cloud_call_start_));
     }
   }
@@ -71,7 +77,7 @@ void QueryRun::OnGenerateEvent(const v1::GenerateEvent& ev) {
 
 void QueryRun::OnGenerateDone(const grpc::Status& s) {
   const CallOutcome outcome = Outcome(s);
-  registry_->CloudCallEnded(outcome, s.error_message());
+  registry_->CloudCallEnded(StreamCloud(), outcome, s.error_message());
   bool degrade = false;
   {
     absl::MutexLock lock(&mu_);

@@ -77,6 +77,7 @@ struct QueryRun::ExpandCall {
 
   int index = 0;
   int edge = -1;                // -1: the cloud
+  int cloud = -1;               // the cloud replica (NodeRegistry::AcquireCloud) when on it
   NodeRegistry* slot_owner = nullptr;  // set while a slot on `edge` is held
   bool whole = false;           // degraded mode: the whole question on an edge
   bool failed_over = false;     // an edge failed this point before
@@ -91,6 +92,8 @@ struct QueryRun::ExpandCall {
 };
 
 namespace query_internal {
+
+inline constexpr char kNoCloud[] = "no cloud replica is known (cloud: names none yet)";
 
 // A cloud's INVALID_ARGUMENT about the question is about the client's prompt.
 inline grpc::Status CloudError(const char* call, const grpc::Status& s) {

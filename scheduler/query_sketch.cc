@@ -11,13 +11,20 @@
 namespace pice::scheduler {
 
 using query_internal::CloudError;
+using query_internal::kNoCloud;
 
 // ---- sketch route -----------------------------------------------------------------------
 
 void QueryRun::StartSketch() {
-  {
+  // A lambda, so that every early return still flushes what FailLocked queued.
+  [&] {
     absl::MutexLock lock(&mu_);
     if (ending_ || finished_) return;
+    stream_cloud_ = registry_->AcquireCloud();
+    if (stream_cloud_ < 0) {
+      FailLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, kNoCloud));
+      return;
+    }
     auto call = std::make_shared<SketchCall>();
     call->ctx = NewContext();
     call->req.set_request_id(request_.request_id());
@@ -30,10 +37,9 @@ void QueryRun::StartSketch() {
     call->on_done = [self](const grpc::Status& s) { self->OnSketchDone(s); };
     calls_.push_back(call);
     cloud_call_start_ = absl::Now();
-    registry_->CloudCallStarted();
-    registry_->cloud()->async()->Sketch(call->ctx.get(), &call->req, call.get());
+    registry_->cloud_stub(stream_cloud_)->async()->Sketch(call->ctx.get(), &call->req, call.get());
     call->Begin();
-  }
+  }();
   Flush();
 }
 
@@ -64,7 +70,7 @@ void QueryRun::OnSketchEvent(const v1::SketchEvent& ev) {
       sketch_done_ms_ = MsSinceStart();
       AddTokensLocked(d.node().empty() ? "cloud" : d.node(), d.prompt_tokens(),
                       d.generated_tokens());
-      registry_->RecordCloudRate(d.generated_tokens(),
+      registry_->RecordCloudRate(stream_cloud_, d.generated_tokens(),
                                  absl::ToDoubleSeconds(absl::Now() - cloud_call_start_));
       if (!d.split() || points_.empty()) fell_back_ = true;
     }
@@ -79,7 +85,7 @@ void QueryRun::OnSketchEvent(const v1::SketchEvent& ev) {
 
 void QueryRun::OnSketchDone(const grpc::Status& s) {
   const CallOutcome outcome = Outcome(s);
-  registry_->CloudCallEnded(outcome, s.error_message());
+  registry_->CloudCallEnded(StreamCloud(), outcome, s.error_message());
   bool fallback = false;
   bool degrade = false;
   std::string reason;
@@ -121,6 +127,7 @@ void QueryRun::OnSketchDone(const grpc::Status& s) {
 }
 
 void QueryRun::LaunchExpand(std::shared_ptr<ExpandCall> call) {
+  bool no_cloud = false;
   {
     absl::MutexLock lock(&mu_);
     if (ending_ || finished_ || (fell_back_ && !call->whole)) {
@@ -136,20 +143,24 @@ void QueryRun::LaunchExpand(std::shared_ptr<ExpandCall> call) {
                                static_cast<int64_t>(options_->expand_timeout_s * 1e6));
       call->ctx->set_deadline(std::min(deadline_, per_try));
     } else {
-      registry_->CloudCallStarted();
+      call->cloud = registry_->AcquireCloud();
+      no_cloud = call->cloud < 0;
     }
-    calls_.push_back(call);
-    auto self = shared_from_this();
-    auto done = [self, call](grpc::Status s) { self->OnExpandDone(call, s); };
-    call->started = std::chrono::steady_clock::now();
-    if (call->edge >= 0) {
-      registry_->edge_stub(call->edge)->async()->Expand(call->ctx.get(), &call->req, &call->resp,
-                                                        std::move(done));
-    } else {
-      registry_->cloud()->async()->Expand(call->ctx.get(), &call->req, &call->resp,
-                                          std::move(done));
+    if (!no_cloud) {
+      calls_.push_back(call);
+      auto self = shared_from_this();
+      auto done = [self, call](grpc::Status s) { self->OnExpandDone(call, s); };
+      call->started = std::chrono::steady_clock::now();
+      if (call->edge >= 0) {
+        registry_->edge_stub(call->edge)->async()->Expand(call->ctx.get(), &call->req, &call->resp,
+                                                          std::move(done));
+      } else {
+        registry_->cloud_stub(call->cloud)->async()->Expand(call->ctx.get(), &call->req,
+                                                            &call->resp, std::move(done));
+      }
     }
   }
+  if (no_cloud) OnExpandDone(call, grpc::Status(grpc::StatusCode::UNAVAILABLE, kNoCloud));
 }
 
 void QueryRun::EmitExpansionLocked(const ExpandCall& call, const v1::ExpandResponse& r,

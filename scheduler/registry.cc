@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <functional>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -80,86 +81,104 @@ absl::Duration RetryAfter(const grpc::ClientContext& ctx, absl::Duration fallbac
 NodeRegistry::NodeRegistry(const SchedulerOptions& o)
     : poll_s_(o.load_poll_s), eject_after_(o.eject_after_failures),
       eject_base_(absl::Seconds(o.eject_base_s)), eject_max_(absl::Seconds(o.eject_max_s)),
-      node_tls_(o.node_tls), sources_(o.edge_sources),
-      next_discovery_(o.edge_sources.size(), absl::InfinitePast()) {
-  cloud_address_ = o.cloud;
-  cloud_channel_ = MakeChannel(o.cloud, o.node_tls);
-  cloud_stub_ = v1::Cloud::NewStub(cloud_channel_);
-  cloud_health_.next_backoff = eject_base_;
-  edges_.reserve(kMaxEdges);
+      node_tls_(o.node_tls) {
+  for (Pool* pool : {&edges_, &clouds_}) {
+    pool->cloud = pool == &clouds_;
+    pool->max = pool->cloud ? kMaxClouds : kMaxEdges;
+    pool->sources = pool->cloud ? o.cloud_sources : o.edge_sources;
+    pool->next_discovery.assign(pool->sources.size(), absl::InfinitePast());
+    pool->conns.reserve(pool->max);
+  }
   absl::MutexLock lock(&mu_);
-  for (const EdgeAddress& a : o.edges) AddEdgeLocked(a, "");
-  SchedulerMetrics::Get().AddNode("cloud", false);
+  for (const EdgeAddress& a : o.clouds) AddLocked(&clouds_, a, "");
+  for (const EdgeAddress& a : o.edges) AddLocked(&edges_, a, "");
 }
 
-int NodeRegistry::AddEdgeLocked(const EdgeAddress& a, const std::string& source) {
-  auto e = std::make_unique<Edge>();
-  const int i = static_cast<int>(edges_.size());
-  e->config_name = a.name.empty() ? absl::StrCat("edge-", i) : a.name;
-  e->address = a.address;
-  e->channel = MakeChannel(a.address, node_tls_);
-  e->stub = v1::Edge::NewStub(e->channel);
-  EdgeSnapshot s;
-  s.name = e->config_name;
+int NodeRegistry::AddLocked(Pool* pool, const EdgeAddress& a, const std::string& source) {
+  auto c = std::make_unique<Conn>();
+  const int i = static_cast<int>(pool->conns.size());
+  const char* kind = pool->cloud ? "cloud" : "edge";
+  // One cloud from the config is "cloud" (as before replicas); more are cloud-<i>.
+  c->config_name = !a.name.empty()                        ? a.name
+                   : pool->cloud && i == 0 && source.empty() ? std::string("cloud")
+                                                          : absl::StrCat(kind, "-", i);
+  c->address = a.address;
+  c->channel = MakeChannel(a.address, node_tls_);
+  if (pool->cloud) {
+    c->cloud = v1::Cloud::NewStub(c->channel);
+  } else {
+    c->edge = v1::Edge::NewStub(c->channel);
+  }
+  NodeSnapshot s;
+  s.name = c->config_name;
   s.address = a.address;
   s.source = source;
   s.health.next_backoff = eject_base_;
-  state_.push_back(s);
-  edges_.push_back(std::move(e));
-  SchedulerMetrics::Get().AddNode(s.name, true);
+  pool->state.push_back(s);
+  pool->conns.push_back(std::move(c));
+  SchedulerMetrics::Get().AddNode(s.name, !pool->cloud);
   return i;
+}
+
+std::string NodeRegistry::Who(const Pool& pool, const NodeSnapshot& s) {
+  if (pool.cloud) {
+    return s.name == "cloud" ? "cloud (" + s.address + ")" : "cloud " + s.name + " (" + s.address + ")";
+  }
+  return "edge " + s.name + " (" + s.address + ")";
 }
 
 int NodeRegistry::edge_count() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(state_.size());
+  return static_cast<int>(edges_.state.size());
 }
 
 void NodeRegistry::Discover(bool all) {
   const absl::Time now = absl::Now();
-  for (size_t k = 0; k < sources_.size(); ++k) {
-    if (!all && now < next_discovery_[k]) continue;
-    next_discovery_[k] = now + absl::Seconds(sources_[k].refresh_s);
-    auto found = DiscoverEdges(sources_[k]);
-    if (!found.ok()) {
-      // Keep what it named last: a DNS server or a file that fails is not "no edges".
-      spdlog::warn("{}: {}; keeping its edges", sources_[k].Describe(),
-                   std::string(found.status().message()));
-      continue;
+  for (Pool* pool : {&clouds_, &edges_}) {
+    for (size_t k = 0; k < pool->sources.size(); ++k) {
+      if (!all && now < pool->next_discovery[k]) continue;
+      pool->next_discovery[k] = now + absl::Seconds(pool->sources[k].refresh_s);
+      auto found = DiscoverEdges(pool->sources[k]);
+      if (!found.ok()) {
+        // Keep what it named last: a DNS server or a file that fails is not "no nodes".
+        spdlog::warn("{}: {}; keeping its {}", pool->sources[k].Describe(),
+                     std::string(found.status().message()), pool->cloud ? "clouds" : "edges");
+        continue;
+      }
+      ApplyDiscovered(pool, pool->sources[k], *found);
     }
-    ApplyDiscovered(sources_[k], *found);
   }
 }
 
-void NodeRegistry::ApplyDiscovered(const EdgeSource& source, const std::vector<EdgeAddress>& found) {
+void NodeRegistry::ApplyDiscovered(Pool* pool, const EdgeSource& source,
+                                   const std::vector<EdgeAddress>& found) {
   const std::string src = source.Describe();
   absl::MutexLock lock(&mu_);
   std::set<std::string> wanted;
   for (const EdgeAddress& a : found) wanted.insert(a.address);
-  for (EdgeSnapshot& s : state_) {
+  for (NodeSnapshot& s : pool->state) {
     if (s.source != src || s.removed || wanted.count(s.address)) continue;
     s.removed = true;
     s.health.serving = false;
-    spdlog::info("edge {} ({}): gone from {}; no new work, running calls finish", s.name,
-                 s.address, src);
+    spdlog::info("{}: gone from {}; no new work, running calls finish", Who(*pool, s), src);
   }
   for (const EdgeAddress& a : found) {
-    auto it = std::find_if(state_.begin(), state_.end(),
-                           [&](const EdgeSnapshot& s) { return s.address == a.address; });
-    if (it != state_.end()) {
+    auto it = std::find_if(pool->state.begin(), pool->state.end(),
+                           [&](const NodeSnapshot& s) { return s.address == a.address; });
+    if (it != pool->state.end()) {
       if (it->removed && it->source == src) {
         it->removed = false;  // back: probed before it gets work
         it->health.reachable = false;
-        spdlog::info("edge {} ({}): back in {}", it->name, it->address, src);
+        spdlog::info("{}: back in {}", Who(*pool, *it), src);
       }
       continue;
     }
-    if (static_cast<int>(edges_.size()) >= kMaxEdges) {
-      spdlog::error("{}: {} edges already; {} not added", src, kMaxEdges, a.address);
+    if (static_cast<int>(pool->conns.size()) >= pool->max) {
+      spdlog::error("{}: {} nodes already; {} not added", src, pool->max, a.address);
       continue;
     }
-    const int i = AddEdgeLocked(a, src);
-    spdlog::info("edge {} ({}): found by {}; probing it", state_[i].name, a.address, src);
+    const int i = AddLocked(pool, a, src);
+    spdlog::info("{}: found by {}; probing it", Who(*pool, pool->state[i]), src);
   }
 }
 
@@ -242,82 +261,76 @@ void NodeRegistry::PollOnce(double timeout_s) {
   if (timeout_s <= 0) timeout_s = std::clamp(poll_s_ * 5, 1.0, 2.0);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
-  // Probes [0, n) are the edges, n the cloud; null = not probed (ejected, or removed by
-  // discovery). Edges discovered meanwhile wait for the next round.
-  size_t n = 0;
-  std::vector<std::unique_ptr<Probe>> probes;
+  // One probe per node of both pools; null = not probed (ejected, or removed by
+  // discovery). Nodes discovered meanwhile wait for the next round.
+  struct Target {
+    Pool* pool;
+    size_t i;
+    std::unique_ptr<Probe> probe;
+  };
+  std::vector<Target> targets;
   {
     absl::MutexLock lock(&mu_);
-    n = state_.size();
-    probes.resize(n + 1);
     const absl::Time now = absl::Now();
-    for (size_t i = 0; i < n; ++i) {
-      if (!state_[i].removed && now >= state_[i].health.ejected_until) {
-        probes[i] = std::make_unique<Probe>();
+    for (Pool* pool : {&edges_, &clouds_}) {
+      for (size_t i = 0; i < pool->state.size(); ++i) {
+        const NodeSnapshot& st = pool->state[i];
+        if (!st.removed && now >= st.health.ejected_until) {
+          targets.push_back(Target{pool, i, std::make_unique<Probe>()});
+        }
       }
     }
-    if (now >= cloud_health_.ejected_until) probes[n] = std::make_unique<Probe>();
   }
   std::mutex done_mu;
   std::condition_variable done_cv;
-  int pending = 0;
+  int pending = static_cast<int>(targets.size());
   auto one_done = [&] {
     std::lock_guard<std::mutex> lock(done_mu);
     if (--pending == 0) done_cv.notify_all();
   };
-  for (size_t i = 0; i <= n; ++i) {
-    if (probes[i]) ++pending;
-  }
-  for (size_t i = 0; i <= n; ++i) {
-    Probe* p = probes[i].get();
-    if (!p) continue;
+  for (Target& t : targets) {
+    Probe* p = t.probe.get();
+    const Conn& c = *t.pool->conns[t.i];
     p->load_ctx.set_deadline(deadline);
     auto on_load = [p, &one_done](grpc::Status s) {
       p->load_status = std::move(s);
       one_done();
     };
-    if (i < n) {
-      edges_[i]->stub->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
+    if (t.pool->cloud) {
+      c.cloud->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
     } else {
-      cloud_stub_->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
+      c.edge->async()->Load(&p->load_ctx, &p->req, &p->resp, on_load);
     }
-    const auto& channel = i < n ? edges_[i]->channel : cloud_channel_;
-    const char* service = i < n ? v1::Edge::service_full_name() : v1::Cloud::service_full_name();
-    p->health = std::make_unique<HealthCheck>(channel, service, deadline);
+    const char* service = t.pool->cloud ? v1::Cloud::service_full_name() : v1::Edge::service_full_name();
+    p->health = std::make_unique<HealthCheck>(c.channel, service, deadline);
   }
   {
     std::unique_lock<std::mutex> lock(done_mu);
     done_cv.wait(lock, [&] { return pending == 0; });
   }
-  for (auto& p : probes) {
-    if (p) p->health->Wait();
-  }
+  for (Target& t : targets) t.probe->health->Wait();
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  for (size_t i = 0; i <= n; ++i) {
-    const Probe* p = probes[i].get();
-    if (!p || (i < n && state_[i].removed)) continue;
-    NodeHealth& h = i < n ? state_[i].health : cloud_health_;
-    const std::string who = i < n ? "edge " + state_[i].name + " (" + state_[i].address + ")"
-                                  : "cloud (" + cloud_address_ + ")";
+  for (const Target& t : targets) {
+    const Probe* p = t.probe.get();
+    NodeSnapshot& st = t.pool->state[t.i];
+    if (st.removed) continue;
+    NodeHealth& h = st.health;
+    const std::string who = Who(*t.pool, st);
     const bool was_healthy = HealthyLocked(h, now);
     const bool was_ejected = h.ejected_until != absl::InfinitePast();
     // The cloud's Load is optional (older nodes do not have it).
     const bool load_ok = p->load_status.ok() ||
-                         (i == n && p->load_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+                         (t.pool->cloud && p->load_status.error_code() == grpc::StatusCode::UNIMPLEMENTED);
     const grpc::Status& health_status = p->health->status();
     const ServingStatus serving = p->health->serving();
     if (health_status.ok() && load_ok) {
       if (p->load_status.ok()) {
-        if (i < n) {
-          state_[i].load = p->resp;
-          if (!p->resp.node().empty() && state_[i].name != p->resp.node()) {
-            state_[i].name = p->resp.node();
-            SchedulerMetrics::Get().AddNode(state_[i].name, true);
-          }
-        } else {
-          cloud_load_ = p->resp;
+        st.load = p->resp;
+        if (!p->resp.node().empty() && st.name != p->resp.node()) {
+          st.name = p->resp.node();
+          SchedulerMetrics::Get().AddNode(st.name, !t.pool->cloud);
         }
       }
       h.reachable = true;
@@ -350,12 +363,13 @@ void NodeRegistry::PollOnce(double timeout_s) {
 int NodeRegistry::AcquireEdge(const std::vector<int>& exclude) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  const int n = static_cast<int>(state_.size());
+  std::vector<NodeSnapshot>& state = edges_.state;
+  const int n = static_cast<int>(state.size());
   int best = -1;
   double best_load = 0;
   for (int k = 0; k < n; ++k) {
-    const int i = static_cast<int>((rr_ + k) % n);
-    const EdgeSnapshot& s = state_[i];
+    const int i = static_cast<int>((edges_.rr + k) % n);
+    const NodeSnapshot& s = state[i];
     if (!HealthyLocked(s.health, now) || now < s.health.busy_until) continue;
     if (std::find(exclude.begin(), exclude.end(), i) != exclude.end()) continue;
     const int slots = std::max(1, s.load.max_slots());
@@ -365,14 +379,14 @@ int NodeRegistry::AcquireEdge(const std::vector<int>& exclude) {
     // Outstanding calls per slot first; the edge's own queue breaks ties.
     const double load = (s.outstanding + 1.0) / slots;
     if (best < 0 || load < best_load ||
-        (load == best_load && s.load.queue_depth() < state_[best].load.queue_depth())) {
+        (load == best_load && s.load.queue_depth() < state[best].load.queue_depth())) {
       best = i;
       best_load = load;
     }
   }
   if (best >= 0) {
-    ++state_[best].outstanding;
-    rr_ = (best + 1) % n;
+    ++state[best].outstanding;
+    edges_.rr = (best + 1) % n;
   }
   return best;
 }
@@ -380,7 +394,7 @@ int NodeRegistry::AcquireEdge(const std::vector<int>& exclude) {
 void NodeRegistry::ReleaseEdge(int i, CallOutcome outcome, absl::Duration retry_after,
                                const std::string& error) {
   absl::MutexLock lock(&mu_);
-  EdgeSnapshot& s = state_[i];
+  NodeSnapshot& s = edges_.state[i];
   s.outstanding = std::max(0, s.outstanding - 1);
   ++s.expansions;
   const absl::Time now = absl::Now();
@@ -391,7 +405,7 @@ void NodeRegistry::ReleaseEdge(int i, CallOutcome outcome, absl::Duration retry_
     case CallOutcome::kFailed: {
       ++s.failures;
       const bool was = HealthyLocked(s.health, now);
-      FailLocked(&s.health, "edge " + s.name + " (" + s.address + ")", error, now);
+      FailLocked(&s.health, Who(edges_, s), error, now);
       if (was) spdlog::warn("edge {} ({}) failed a call: unhealthy until its next good probe ({})",
                             s.name, s.address, error);
       break;
@@ -406,74 +420,141 @@ void NodeRegistry::ReleaseEdge(int i, CallOutcome outcome, absl::Duration retry_
 
 std::string NodeRegistry::EdgeName(int i) const {
   absl::MutexLock lock(&mu_);
-  return state_[i].name;
+  return edges_.state[i].name;
 }
 
-void NodeRegistry::RecordCloudRate(int64_t generated, double seconds) {
+int NodeRegistry::PickCloudLocked(absl::Time now) const {
+  const std::vector<NodeSnapshot>& state = clouds_.state;
+  const int n = static_cast<int>(state.size());
+  int best = -1, fallback = -1;
+  double best_load = 0;
+  for (int k = 0; k < n; ++k) {
+    const int i = static_cast<int>((clouds_.rr + k) % n);
+    const NodeSnapshot& s = state[i];
+    if (s.removed) continue;
+    if (fallback < 0 || s.health.ejected_until < state[fallback].health.ejected_until) fallback = i;
+    if (!HealthyLocked(s.health, now) || now < s.health.busy_until) continue;
+    const double load = (s.outstanding + 1.0) / std::max(1, s.load.max_slots());
+    if (best < 0 || load < best_load) {
+      best = i;
+      best_load = load;
+    }
+  }
+  if (best >= 0) return best;
+  if (fallback >= 0) return fallback;
+  return n > 0 ? 0 : -1;  // every replica removed: the first still answers what it can
+}
+
+int NodeRegistry::AcquireCloud() {
   absl::MutexLock lock(&mu_);
-  if (generated <= 0 || seconds <= 0) return;
+  const int i = PickCloudLocked(absl::Now());
+  if (i >= 0) {
+    ++clouds_.state[i].outstanding;
+    clouds_.rr = (i + 1) % clouds_.state.size();
+  }
+  return i;
+}
+
+void NodeRegistry::RecordCloudRate(int i, int64_t generated, double seconds) {
+  absl::MutexLock lock(&mu_);
+  if (i < 0 || generated <= 0 || seconds <= 0) return;
+  double& r = clouds_.state[i].tokens_per_s;
   const double tps = generated / seconds;
-  cloud_tps_ = cloud_tps_ == 0 ? tps : 0.8 * cloud_tps_ + 0.2 * tps;
+  r = r == 0 ? tps : 0.8 * r + 0.2 * tps;
 }
 
-void NodeRegistry::CloudCallStarted() {
+void NodeRegistry::CloudCallEnded(int i, CallOutcome outcome, const std::string& error) {
   absl::MutexLock lock(&mu_);
-  ++cloud_in_flight_;
-}
-
-void NodeRegistry::CloudCallEnded(CallOutcome outcome, const std::string& error) {
-  absl::MutexLock lock(&mu_);
-  cloud_in_flight_ = std::max(0, cloud_in_flight_ - 1);
-  if (outcome == CallOutcome::kOk) SucceedLocked(&cloud_health_);
+  if (i < 0) return;
+  NodeSnapshot& s = clouds_.state[i];
+  s.outstanding = std::max(0, s.outstanding - 1);
+  ++s.expansions;
+  if (outcome == CallOutcome::kOk) SucceedLocked(&s.health);
   if (outcome == CallOutcome::kFailed) {
-    FailLocked(&cloud_health_, "cloud (" + cloud_address_ + ")", error, absl::Now());
+    ++s.failures;
+    FailLocked(&s.health, Who(clouds_, s), error, absl::Now());
+  }
+  if (outcome == CallOutcome::kBusy) {
+    s.health.busy_until = std::max(s.health.busy_until, absl::Now() + absl::Seconds(poll_s_));
   }
 }
 
 bool NodeRegistry::CloudHealthy() const {
   absl::MutexLock lock(&mu_);
-  return HealthyLocked(cloud_health_, absl::Now());
-}
-
-std::vector<std::string> NodeRegistry::CloudModels() const {
-  absl::MutexLock lock(&mu_);
-  return {cloud_load_.models().begin(), cloud_load_.models().end()};
-}
-
-std::string NodeRegistry::CloudName() const {
-  absl::MutexLock lock(&mu_);
-  return cloud_load_.node().empty() ? "cloud" : cloud_load_.node();
-}
-
-std::string NodeRegistry::AnswerVersions() const {
-  absl::MutexLock lock(&mu_);
-  if (cloud_load_.model_version().empty()) return "";
-  std::set<std::string> edges;
-  for (const EdgeSnapshot& e : state_) {
-    if (!e.removed && !e.load.model_version().empty()) edges.insert(e.load.model_version());
+  const absl::Time now = absl::Now();
+  for (const NodeSnapshot& s : clouds_.state) {
+    if (!s.removed && HealthyLocked(s.health, now)) return true;
   }
-  std::string out = "cloud " + cloud_load_.model_version();
-  for (const std::string& v : edges) out += " edge " + v;
-  return out;
+  return false;
 }
 
 NodeHealth NodeRegistry::CloudHealth() const {
   absl::MutexLock lock(&mu_);
-  return cloud_health_;
+  const int i = PickCloudLocked(absl::Now());
+  if (i < 0) {
+    NodeHealth h;
+    h.last_error = "no cloud replica known";
+    return h;
+  }
+  return clouds_.state[i].health;
+}
+
+std::vector<std::string> NodeRegistry::CloudModels() const {
+  absl::MutexLock lock(&mu_);
+  for (const NodeSnapshot& s : clouds_.state) {
+    if (!s.removed && s.load.models_size() > 0) return {s.load.models().begin(), s.load.models().end()};
+  }
+  return {};
+}
+
+std::string NodeRegistry::CloudName() const {
+  absl::MutexLock lock(&mu_);
+  for (const NodeSnapshot& s : clouds_.state) {
+    if (!s.removed && !s.load.node().empty()) return s.load.node();
+  }
+  return "cloud";
+}
+
+std::string NodeRegistry::AnswerVersions() const {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> clouds, edges;
+  for (const NodeSnapshot& c : clouds_.state) {
+    if (!c.removed && !c.load.model_version().empty()) clouds.insert(c.load.model_version());
+  }
+  if (clouds.empty()) return "";
+  for (const NodeSnapshot& e : edges_.state) {
+    if (!e.removed && !e.load.model_version().empty()) edges.insert(e.load.model_version());
+  }
+  std::string out;
+  for (const std::string& v : clouds) out += (out.empty() ? "cloud " : " cloud ") + v;
+  for (const std::string& v : edges) out += " edge " + v;
+  return out;
 }
 
 LiveState NodeRegistry::Live() const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   LiveState l;
-  l.cloud_available = HealthyLocked(cloud_health_, now);
-  l.cloud_tokens_per_s = cloud_tps_;
-  l.cloud_queue = cloud_in_flight_;
-  l.cloud_max_slots = cloud_load_.max_slots();
-  l.cloud_queue_depth = cloud_load_.queue_depth();
+  // The replicas as one pool: AcquireCloud spreads calls over the healthy ones.
+  l.cloud_available = false;
+  double cloud_tps = 0;
+  int cloud_with_tps = 0;
+  for (const NodeSnapshot& c : clouds_.state) {
+    if (c.removed) continue;
+    l.cloud_queue += c.outstanding;
+    if (!HealthyLocked(c.health, now)) continue;
+    l.cloud_available = true;
+    l.cloud_max_slots += c.load.max_slots();
+    l.cloud_queue_depth += c.load.queue_depth();
+    if (c.tokens_per_s > 0) {
+      cloud_tps += c.tokens_per_s;
+      ++cloud_with_tps;
+    }
+  }
+  if (cloud_with_tps > 0) l.cloud_tokens_per_s = cloud_tps / cloud_with_tps;
   double tps = 0;
   int with_tps = 0;
-  for (const EdgeSnapshot& s : state_) {
+  for (const NodeSnapshot& s : edges_.state) {
     if (!HealthyLocked(s.health, now)) continue;
     ++l.healthy_edges;
     const int slots = std::max(1, s.load.max_slots());
@@ -489,16 +570,32 @@ LiveState NodeRegistry::Live() const {
   return l;
 }
 
-std::vector<EdgeSnapshot> NodeRegistry::Edges() const {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  std::vector<EdgeSnapshot> out = state_;
-  for (EdgeSnapshot& s : out) {
-    s.healthy = HealthyLocked(s.health, now);
+namespace {
+std::vector<NodeSnapshot> Snapshots(std::vector<NodeSnapshot> out, absl::Time now,
+                                    const std::function<bool(const NodeHealth&)>& healthy) {
+  for (NodeSnapshot& s : out) {
+    s.healthy = !s.removed && healthy(s.health);
     s.ejected = now < s.health.ejected_until;
     s.busy = now < s.health.busy_until;
   }
   return out;
+}
+}  // namespace
+
+std::vector<EdgeSnapshot> NodeRegistry::Edges() const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  return Snapshots(edges_.state, now, [&](const NodeHealth& h) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return HealthyLocked(h, now);
+  });
+}
+
+std::vector<NodeSnapshot> NodeRegistry::Clouds() const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  return Snapshots(clouds_.state, now, [&](const NodeHealth& h) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return HealthyLocked(h, now);
+  });
 }
 
 }  // namespace pice::scheduler

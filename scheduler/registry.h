@@ -1,5 +1,8 @@
-// The scheduler's view of its nodes: one cloud and N edges, their gRPC stubs, health and
-// live load.
+// The scheduler's view of its nodes: its cloud replicas and edges, their gRPC stubs,
+// health and live load. Both come from a fixed list or discovery (`cloud:` and `edges:`
+// take host:port entries, {dns: ...} and, for edges, edges_file: scheduler/discovery.h).
+// Cloud calls go to the least-loaded healthy replica (calls in flight per slot), so
+// replicas behind one DNS name or listed side by side share the work.
 //
 // Health comes from two sources. A poller probes every node each `load_poll_s` with
 // grpc.health.v1 Health/Check and a Load call (Edge.Load, Cloud.Load): a node is healthy
@@ -47,20 +50,22 @@ struct NodeHealth {
   std::string last_error;
 };
 
-struct EdgeSnapshot {
-  std::string name;         // the name the edge reports (config name until it does)
+struct NodeSnapshot {
+  std::string name;         // the name the node reports (config name until it does)
   std::string address;
   bool healthy = false;     // may get new calls now (health, ejection, suspicion)
   bool ejected = false;
   bool busy = false;        // within a RESOURCE_EXHAUSTED hint
   NodeHealth health;
-  int outstanding = 0;      // this scheduler's Expand calls in flight on it
+  int outstanding = 0;      // this scheduler's calls in flight on it
   v1::LoadResponse load;    // last good Load
   std::string source;       // "" = the config's list; else the discovery source
   bool removed = false;     // its source no longer names it: no new work, no probes
-  uint64_t expansions = 0;  // finished Expand calls sent by this scheduler
+  uint64_t expansions = 0;  // finished calls sent by this scheduler
   uint64_t failures = 0;
+  double tokens_per_s = 0;  // clouds: measured generation rate (EWMA)
 };
+using EdgeSnapshot = NodeSnapshot;
 
 // What a finished call says about its node.
 enum class CallOutcome {
@@ -92,12 +97,11 @@ class NodeRegistry {
   // calls' ClientContexts (QueryRun keeps it as its last-destroyed member).
   std::shared_ptr<void> Use();
 
-  v1::Cloud::Stub* cloud() { return cloud_stub_.get(); }
-  const std::string& cloud_address() const { return cloud_address_; }
   // Edges known so far (discovered ones that went away included: they are `removed`).
   int edge_count() const;
   static constexpr int kMaxEdges = 4096;
-  v1::Edge::Stub* edge_stub(int i) { return edges_[i]->stub.get(); }
+  static constexpr int kMaxClouds = 256;
+  v1::Edge::Stub* edge_stub(int i) { return edges_.conns[i]->edge.get(); }
 
   // Picks the healthy, not busy edge with room (outstanding calls below its slots +
   // queue) with the fewest outstanding calls per slot (then the shortest reported queue,
@@ -108,42 +112,68 @@ class NodeRegistry {
                    const std::string& error = "");
   std::string EdgeName(int i) const;
 
-  // The cloud: calls in flight (for the policy's queue estimate), outcomes (health) and
-  // measured speed (`generated` tokens in `seconds`, an EWMA of tokens/s).
-  void CloudCallStarted();
-  void CloudCallEnded(CallOutcome outcome, const std::string& error = "");
-  void RecordCloudRate(int64_t generated, double seconds);
+  // The cloud replica for a new call: the healthy, not busy one with the fewest calls in
+  // flight per slot (then round robin); when none is healthy, the one least recently
+  // failed, so the call fails as a call to an unhealthy cloud does. Counts the call.
+  // -1 when no replica is known at all (a DNS name with no records yet).
+  int AcquireCloud();
+  v1::Cloud::Stub* cloud_stub(int i) { return clouds_.conns[i]->cloud.get(); }
+  // Ends a call counted by AcquireCloud, with its outcome (health), and records a
+  // finished call's speed (`generated` tokens in `seconds`, an EWMA of tokens/s).
+  void CloudCallEnded(int i, CallOutcome outcome, const std::string& error = "");
+  void RecordCloudRate(int i, int64_t generated, double seconds);
+  // Whether any replica may take a call now.
   bool CloudHealthy() const;
+  // The health of the replica that AcquireCloud would pick (for messages).
   NodeHealth CloudHealth() const;
-  // The cloud's models as its last Load named them (QueryRequest.model, /v1/models).
+  // The cloud's models as a replica's last Load named them (QueryRequest.model,
+  // /v1/models; replicas serve the same models).
   std::vector<std::string> CloudModels() const;
-  // What the answers depend on (the response cache's key part): the cloud's model_version
-  // and the distinct ones of the edges that reported one, as one string; "" while the
-  // cloud's is unknown.
+  // What the answers depend on (the response cache's key part): the distinct
+  // model_versions of the cloud replicas and of the edges that reported one, as one
+  // string; "" while no cloud's is known.
   std::string AnswerVersions() const;
-  // The cloud's node name as its Load reports it ("cloud" until it has).
+  // A cloud replica's node name as its Load reports it ("cloud" until one has).
   std::string CloudName() const;
 
   LiveState Live() const;
   std::vector<EdgeSnapshot> Edges() const;
+  std::vector<NodeSnapshot> Clouds() const;
   // One probing round now (tests, and the first round in Create).
   // timeout_s = 0: the round's usual deadline (5 poll periods, within [1 s, 2 s]).
   void PollOnce(double timeout_s = 0);
 
  private:
-  struct Edge {
+  struct Conn {
     std::string config_name;
     std::string address;
     std::shared_ptr<grpc::Channel> channel;
-    std::unique_ptr<v1::Edge::Stub> stub;
+    std::unique_ptr<v1::Edge::Stub> edge;    // edges
+    std::unique_ptr<v1::Cloud::Stub> cloud;  // clouds
+  };
+  // Edges or cloud replicas: their connections, where they come from, and their state.
+  struct Pool {
+    bool cloud = false;
+    int max = 0;
+    // Appended to by discovery (under mu_; reserved to `max` so that it never moves: the
+    // query threads index it without the lock); a node is never erased, only `removed`.
+    std::vector<std::unique_ptr<Conn>> conns;
+    std::vector<EdgeSource> sources;          // the poll thread's
+    std::vector<absl::Time> next_discovery;   // per source
+    std::vector<NodeSnapshot> state;          // guarded by mu_
+    size_t rr = 0;                            // guarded by mu_
   };
   explicit NodeRegistry(const SchedulerOptions& options);
   void PollLoop();
   // Looks at the sources that are due (edges_file, DNS) and applies what they name.
   void Discover(bool all);
-  void ApplyDiscovered(const EdgeSource& source, const std::vector<EdgeAddress>& found);
-  // Adds an edge (the lock held); its index.
-  int AddEdgeLocked(const EdgeAddress& a, const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyDiscovered(Pool* pool, const EdgeSource& source, const std::vector<EdgeAddress>& found);
+  // Adds a node (the lock held); its index.
+  int AddLocked(Pool* pool, const EdgeAddress& a, const std::string& source)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static std::string Who(const Pool& pool, const NodeSnapshot& s);
+  // The index AcquireCloud picks, without counting it; -1 when there is no replica.
+  int PickCloudLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HealthyLocked(const NodeHealth& h, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies a failure (call or probe); ejects after eject_after failures in a row.
   void FailLocked(NodeHealth* h, const std::string& who, const std::string& error,
@@ -153,23 +183,10 @@ class NodeRegistry {
   const double poll_s_;
   const int eject_after_;
   const absl::Duration eject_base_, eject_max_;
-  std::string cloud_address_;
-  std::shared_ptr<grpc::Channel> cloud_channel_;
-  std::unique_ptr<v1::Cloud::Stub> cloud_stub_;
-  // Appended to by discovery (under mu_; reserved to kMaxEdges so that it never moves: the
-  // query threads index it without the lock); an edge is never erased, only `removed`.
-  std::vector<std::unique_ptr<Edge>> edges_;
   const ClientTls node_tls_;
-  std::vector<EdgeSource> sources_;             // the poll thread's
-  std::vector<absl::Time> next_discovery_;      // per source
+  Pool edges_, clouds_;
 
   mutable absl::Mutex mu_;
-  std::vector<EdgeSnapshot> state_ ABSL_GUARDED_BY(mu_);
-  NodeHealth cloud_health_ ABSL_GUARDED_BY(mu_);
-  v1::LoadResponse cloud_load_ ABSL_GUARDED_BY(mu_);
-  size_t rr_ ABSL_GUARDED_BY(mu_) = 0;
-  double cloud_tps_ ABSL_GUARDED_BY(mu_) = 0;
-  int cloud_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int uses_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread poller_;

@@ -91,7 +91,7 @@ std::unique_ptr<GrpcServer> Serve(grpc::Service* svc, const char* name) {
 
 SchedulerOptions Options(const std::string& cloud, const std::vector<std::string>& edges) {
   SchedulerOptions o;
-  o.cloud = cloud;
+  o.clouds.push_back({"", cloud});
   for (size_t i = 0; i < edges.size(); ++i) o.edges.push_back({"e" + std::to_string(i), edges[i]});
   o.load_poll_s = 60;  // probes only when the test calls PollOnce
   o.eject_after_failures = 2;
