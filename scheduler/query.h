@@ -169,6 +169,15 @@ class QueryRun : public std::enable_shared_from_this<QueryRun> {
   absl::Time cloud_call_start_ ABSL_GUARDED_BY(mu_);
   // The cloud replica of the running Sketch or Generate (they never overlap).
   int stream_cloud_ ABSL_GUARDED_BY(mu_) = -1;
+  int cloud_retries_ ABSL_GUARDED_BY(mu_) = 0;
+  // A failed Sketch/Generate of which the client saw nothing (`unseen`) goes once more to
+  // another cloud replica, when one is healthy (the failed one is suspect by now).
+  bool RetryOnAnotherCloudLocked(CallOutcome outcome, bool unseen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (outcome != CallOutcome::kFailed || !unseen || cloud_retries_ >= 1) return false;
+    if (!registry_->CloudHealthy()) return false;
+    ++cloud_retries_;
+    return true;
+  }
   int StreamCloud() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     return stream_cloud_;

@@ -79,11 +79,16 @@ void QueryRun::OnGenerateDone(const grpc::Status& s) {
   const CallOutcome outcome = Outcome(s);
   registry_->CloudCallEnded(StreamCloud(), outcome, s.error_message());
   bool degrade = false;
+  bool retry = false;
   {
     absl::MutexLock lock(&mu_);
     if (!s.ok() && !ending_) {
-      // Nothing was sent yet: the edges can still answer alone.
-      if (outcome == CallOutcome::kFailed && full_text_.empty() && DegradedAllowed()) {
+      if (RetryOnAnotherCloudLocked(outcome, full_text_.empty())) {
+        retry = true;  // nothing was sent yet: another replica answers
+        spdlog::info("query {}: cloud Generate failed ({}); another cloud replica answers",
+                     request_.request_id(), s.error_message());
+      } else if (outcome == CallOutcome::kFailed && full_text_.empty() && DegradedAllowed()) {
+        // Nothing was sent yet: the edges can still answer alone.
         degrade = true;
       } else {
         FailLocked(CloudError("Generate", s));
@@ -107,6 +112,7 @@ void QueryRun::OnGenerateDone(const grpc::Status& s) {
     CallEndedLocked();
   }
   Flush();
+  if (retry) StartFull("", /*announce=*/false);
   if (degrade) StartDegraded(absl::StrCat("cloud Generate failed: ", s.error_message()));
 }
 

@@ -88,11 +88,16 @@ void QueryRun::OnSketchDone(const grpc::Status& s) {
   registry_->CloudCallEnded(StreamCloud(), outcome, s.error_message());
   bool fallback = false;
   bool degrade = false;
+  bool retry = false;
   std::string reason;
   {
     absl::MutexLock lock(&mu_);
     if (!s.ok() && !ending_) {
-      if (outcome == CallOutcome::kFailed && DegradedAllowed()) {
+      if (RetryOnAnotherCloudLocked(outcome, points_.empty())) {
+        retry = true;  // nothing of it was seen: another replica sketches
+        spdlog::info("query {}: cloud Sketch failed ({}); another cloud replica sketches",
+                     request_.request_id(), s.error_message());
+      } else if (outcome == CallOutcome::kFailed && DegradedAllowed()) {
         // The sketch broke off: its points are not known, so the edges answer the whole
         // question instead; expansions already out are not needed any more.
         degrade = true;
@@ -122,6 +127,7 @@ void QueryRun::OnSketchDone(const grpc::Status& s) {
     CallEndedLocked();
   }
   Flush();
+  if (retry) StartSketch();
   if (fallback) StartFull(reason, true);
   if (degrade) StartDegraded(absl::StrCat("cloud Sketch failed: ", s.error_message()));
 }

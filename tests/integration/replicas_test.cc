@@ -4,6 +4,9 @@
 // it accepted completes, later ones are refused (UNAVAILABLE; CANCELLED in the instant its
 // server stops) and never half-answered, the other replica answers everything.
 #include <atomic>
+#include <map>
+#include <memory>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -80,6 +83,81 @@ TEST(ReplicasTest, ADrainedReplicaCompletesEveryQueryItAccepted) {
   EXPECT_GT(refused, 0) << "after the drain began, the replica refused new queries";
   EXPECT_EQ(b_failed, 0);
   EXPECT_GT(b_ok, 0);
+}
+
+// Cloud replicas (issue 14: `cloud:` as a list): calls spread over both, and after one is
+// SIGKILLed every query is still answered by the other — a call that failed on the dead
+// replica before the client saw anything is retried there, not answered degraded.
+TEST(CloudReplicasTest, WorkSpreadsAndAKilledReplicaLosesNoQuery) {
+  TempDir dir;
+  const std::string base = ArithCloudYaml();
+  const std::string rest = base.substr(base.find('\n'));  // after "node: cloud"
+  auto ca = std::make_unique<Node>(dir, "cloud-a", "pice-cloud", "node: cloud-a" + rest);
+  Node cb(dir, "cloud-b", "pice-cloud", "node: cloud-b" + rest);
+  Node edge(dir, "edge-1", "pice-edge", ArithEdgeYaml("edge-1"));
+  std::string why;
+  ASSERT_TRUE(ca->Ready(&why)) << why;
+  ASSERT_TRUE(cb.Ready(&why)) << why;
+  ASSERT_TRUE(edge.Ready(&why)) << why;
+  Node sched(dir, "scheduler", "pice-scheduler",
+             "listen: 127.0.0.1:0\ncloud: [" + ca->address() + ", " + cb.address() +
+                 "]\nedges: [" + edge.address() + "]\ntimeouts: {load_poll: 100ms}\n"
+                 "health: {eject_after: 1, eject_base: 5s, eject_max: 5s}\n",
+             std::vector<std::string>{"--log-level", "info"});
+  ASSERT_TRUE(sched.Ready(&why)) << why;
+
+  // Which cloud replicas an answer used (the cloud's node name in its token counts).
+  auto clouds_of = [](const v1::AnswerEvent& a) {
+    std::set<std::string> out;
+    for (const v1::NodeTokens& t : a.tokens()) {
+      if (t.node().rfind("cloud-", 0) == 0) out.insert(t.node());
+    }
+    return out;
+  };
+  std::mutex mu;
+  std::map<std::string, int> used;
+  int failed = 0;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      auto stub = PiceStub(&sched);
+      for (int i = 0; i < 4; ++i) {
+        v1::QueryRequest req;
+        req.set_prompt("add 12 and 30; multiply 7 by 8");
+        req.set_route((t + i) % 2 ? v1::ROUTE_CLOUD : v1::ROUTE_SKETCH);
+        req.set_no_cache(true);
+        std::vector<v1::QueryEvent> ev;
+        grpc::Status s = RunQuery(stub.get(), req, &ev, 30);
+        std::lock_guard<std::mutex> lock(mu);
+        if (!s.ok() || ev.empty() || FinalAnswer(ev).degraded()) {
+          ++failed;
+          continue;
+        }
+        for (const std::string& c : clouds_of(FinalAnswer(ev))) ++used[c];
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(used["cloud-a"], 0) << "four clients at once: both replicas take calls";
+  EXPECT_GT(used["cloud-b"], 0);
+
+  ca->process().Kill(std::chrono::milliseconds(0));
+  ca.reset();
+  auto stub = PiceStub(&sched);
+  for (int i = 0; i < 8; ++i) {
+    v1::QueryRequest req;
+    req.set_prompt("subtract 9 from 62");
+    req.set_route(i % 2 ? v1::ROUTE_CLOUD : v1::ROUTE_SKETCH);
+    req.set_no_cache(true);
+    std::vector<v1::QueryEvent> ev;
+    grpc::Status s = RunQuery(stub.get(), req, &ev, 30);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.error_message() << "\n" << sched.process().Stderr();
+    const v1::AnswerEvent& a = FinalAnswer(ev);
+    EXPECT_FALSE(a.degraded()) << i << ": the other replica answers, not the edges alone";
+    EXPECT_FALSE(a.text().empty());
+    EXPECT_EQ(clouds_of(a), std::set<std::string>{"cloud-b"}) << i;
+  }
 }
 
 }  // namespace

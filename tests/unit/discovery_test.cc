@@ -61,6 +61,35 @@ TEST(EdgeDiscoveryTest, DnsEntriesAndEdgesFileInTheConfig) {
   }
 }
 
+TEST(EdgeDiscoveryTest, CloudReplicasInTheConfig) {
+  auto parse = [](const std::string& yaml) {
+    auto root = ConfigNode::LoadString(yaml, "scheduler.yaml");
+    EXPECT_TRUE(root.ok());
+    return ParseSchedulerOptions(*root);
+  };
+  auto one = parse("cloud: 127.0.0.1:1\n");
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->clouds.size(), 1u);
+  EXPECT_EQ(one->clouds[0].address, "127.0.0.1:1");
+  EXPECT_TRUE(one->clouds[0].name.empty());  // the registry calls a lone cloud "cloud"
+  auto many = parse("cloud:\n  - 10.0.0.1:50061\n  - {name: gpu-2, address: \"10.0.0.2:50061\"}\n"
+                    "  - {dns: \"pice-cloud.svc:50061\", refresh: 3s}\n");
+  ASSERT_TRUE(many.ok()) << many.status();
+  ASSERT_EQ(many->clouds.size(), 2u);
+  EXPECT_EQ(many->clouds[0].name, "cloud-0");
+  EXPECT_EQ(many->clouds[1].name, "gpu-2");
+  ASSERT_EQ(many->cloud_sources.size(), 1u);
+  EXPECT_EQ(many->cloud_sources[0].dns_host, "pice-cloud.svc");
+  EXPECT_EQ(many->cloud_sources[0].port, 50061);
+  EXPECT_DOUBLE_EQ(many->cloud_sources[0].refresh_s, 3);
+  for (const char* bad : {"cloud: []\n", "cloud: [nope]\n", "cloud: {address: \"a:1\"}\n",
+                          "cloud: [{dns: pice-cloud.svc}]\n"}) {
+    auto r = parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("scheduler.yaml: cloud"), absl::string_view::npos) << r.status();
+  }
+}
+
 TEST(EdgeDiscoveryTest, ASilentDnsServerIsUnavailableNotNoEdges) {
   // Nothing listens on this UDP port: the lookup fails as UNAVAILABLE (the registry keeps the
   // edges it had), not NOT_FOUND.
