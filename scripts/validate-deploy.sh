@@ -11,7 +11,7 @@
 #      any warning fails.
 #   4. A smoke test: the three binaries with the configs the manifests mount
 #      (deploy/k8s/base/config, beside models/ and templates/ as in the image), only the
-#      addresses changed to loopback (the Service names pice-cloud, pice-edge), answer a query.
+#      addresses changed to loopback (the DNS entries of pice-cloud and pice-edge), answer a query.
 # Usage: scripts/validate-deploy.sh [BUILD_DIR]   (default build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,7 +80,7 @@ start cloud pice-cloud "$root/config/cloud.yaml"
 start edge pice-edge "$root/config/edge.yaml" --node edge-0
 cloud=127.0.0.1:$(cat "$tmp/cloud.port")
 edge=127.0.0.1:$(cat "$tmp/edge.port")
-sed -i -e "s|^cloud: pice-cloud:50061|cloud: $cloud|" \
+sed -i -e "s|{dns: \"pice-cloud:50061\", refresh: 5s}|\"$cloud\"|" \
        -e "s|{dns: \"pice-edge:50071\", refresh: 5s}|\"$edge\"|" \
        -e 's|^http_listen: .*|http_listen: 127.0.0.1:0|' \
        -e 's|^metrics_listen: .*|metrics_listen: 127.0.0.1:0|' "$root/config/scheduler.yaml"
