@@ -152,8 +152,8 @@ void QueryRun::LaunchExpand(std::shared_ptr<ExpandCall> call) {
       call->cloud = registry_->AcquireCloud();
       no_cloud = call->cloud < 0;
     }
+    calls_.push_back(call);  // owns call->ctx, which live_contexts_ points at, either way
     if (!no_cloud) {
-      calls_.push_back(call);
       auto self = shared_from_this();
       auto done = [self, call](grpc::Status s) { self->OnExpandDone(call, s); };
       call->started = std::chrono::steady_clock::now();
