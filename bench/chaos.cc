@@ -1,6 +1,6 @@
-// pice bench chaos: failover under fire. (About 510 lines: the process supervision it
-// needs — start, SIGKILL, restart on the same port, wait for SERVING — lives here with
-// the run it serves.) Starts pice-cloud, E pice-edge nodes and
+// pice bench chaos: failover under fire (the process supervision — start, SIGKILL,
+// restart on the same port, wait for SERVING — is bench/procs.h). Starts pice-cloud, E
+// pice-edge nodes and
 // pice-scheduler as real processes on loopback (the binaries next to this executable, the
 // bundled pice-arith models), sends N pice-arith questions from C concurrent clients, and
 // meanwhile SIGKILLs a random edge every M ms and restarts it on the same port a third
@@ -38,6 +38,7 @@
 #include "common/args.h"
 #include "cli/client.h"
 #include "bench/bench.h"
+#include "bench/procs.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
@@ -50,146 +51,12 @@ namespace pice::bench {
 
 // The client helpers, eval files and the embedded stack of the pice CLI.
 using namespace ::pice::cli;  // NOLINT(build/namespaces)
+using namespace ::pice::bench::procs;  // NOLINT(build/namespaces)
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
-
-// A child process (stdout/stderr to <log>.out/.err) that dies with its parent.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log) {
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      const int out = open((log + ".out").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      const int err = open((log + ".err").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Child() { Stop(SIGKILL, std::chrono::milliseconds(0)); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  // Sends `sig`, waits up to `grace`, then SIGKILL. Returns the exit status (waitpid's).
-  int Stop(int sig, std::chrono::milliseconds grace) {
-    if (pid_ <= 0) return status_;
-    kill(pid_, sig);
-    const auto until = Clock::now() + grace;
-    while (Clock::now() < until) {
-      if (waitpid(pid_, &status_, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status_;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status_, 0);
-    pid_ = -1;
-    return status_;
-  }
-  bool Running() {
-    if (pid_ > 0 && waitpid(pid_, &status_, WNOHANG) == pid_) pid_ = -1;
-    return pid_ > 0;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int status_ = 0;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool HealthServing(const std::string& address, const char* service) {
-  grpc::Status s;
-  const scheduler::ServingStatus st = scheduler::CheckHealth(
-      MakeClientChannel(address), service,
-      std::chrono::system_clock::now() + std::chrono::milliseconds(300), &s);
-  return s.ok() && st == scheduler::ServingStatus::kServing;
-}
-
-// A node process started with --config and --port-file, restartable on its port.
-class NodeProc {
- public:
-  NodeProc(std::string binary, std::string config, std::string dir, std::string name,
-           const char* service)
-      : binary_(std::move(binary)), config_(std::move(config)), dir_(std::move(dir)),
-        name_(std::move(name)), service_(service) {}
-
-  // Starts on `port` (0 = any free port); Ready() waits for SERVING.
-  void Start(int port) {
-    const std::string port_file = dir_ + "/" + name_ + ".port";
-    std::error_code ec;
-    fs::remove(port_file, ec);
-    port_ = port;
-    std::vector<std::string> argv = {binary_, "--config", config_, "--port-file", port_file};
-    if (port > 0) {
-      argv.push_back("--listen");
-      argv.push_back("127.0.0.1:" + std::to_string(port));
-    }
-    child_ = std::make_unique<Child>(argv, dir_ + "/" + name_);
-  }
-  absl::Status Ready(std::chrono::milliseconds timeout) {
-    const std::string port_file = dir_ + "/" + name_ + ".port";
-    const auto until = Clock::now() + timeout;
-    while (Clock::now() < until) {
-      if (!child_->Running()) {
-        return absl::InternalError(absl::StrCat(name_, " exited: ", Slurp(dir_ + "/" + name_ + ".err")));
-      }
-      if (port_ == 0) port_ = std::atoi(Slurp(port_file).c_str());
-      if (port_ > 0 && HealthServing(address(), service_)) return absl::OkStatus();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return absl::DeadlineExceededError(absl::StrCat(name_, " is not serving after ",
-                                                    timeout.count(), " ms (logs in ", dir_, ")"));
-  }
-  void Kill() { child_->Stop(SIGKILL, std::chrono::milliseconds(0)); }
-  // The grace outlasts the nodes' drain timeout (3 s for the scheduler here): a node that
-  // uses its whole drain and then exits 0 still counts as a clean exit.
-  int Terminate() { return child_->Stop(SIGTERM, std::chrono::milliseconds(8000)); }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  int port() const { return port_; }
-
- private:
-  std::string binary_, config_, dir_, name_;
-  const char* service_;
-  int port_ = 0;
-  std::unique_ptr<Child> child_;
-};
-
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-}
-
-fs::path ExeDir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path(".") : exe.parent_path();
-}
-
-std::string FindTemplates(const std::string& models) {
-  for (const fs::path& p : {fs::path(models) / ".." / ".." / "templates", fs::path("templates"),
-                            ExeDir() / ".." / "templates"}) {
-    std::error_code ec;
-    if (fs::exists(p / "pice-arith.yaml", ec)) return fs::weakly_canonical(p, ec).string();
-  }
-  return "";
-}
 
 // Whether a successful query's events make a full answer; why not in *why.
 bool Complete(const std::vector<v1::QueryEvent>& events, std::string* why) {

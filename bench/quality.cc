@@ -37,51 +37,6 @@ using namespace ::pice::cli;  // NOLINT(build/namespaces)
 namespace {
 
 
-std::string Squeeze(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c != ' ') out += c;
-  }
-  return out;
-}
-
-// The value of "a+b", "a-b" or "a*b"; nullopt for anything else.
-std::optional<int64_t> Eval(const std::string& expr) {
-  const std::string e = Squeeze(expr);
-  for (size_t i = 1; i < e.size(); ++i) {
-    const char op = e[i];
-    if (op != '+' && op != '-' && op != '*') continue;
-    int64_t a, b;
-    if (!absl::SimpleAtoi(e.substr(0, i), &a) || !absl::SimpleAtoi(e.substr(i + 1), &b)) continue;
-    return op == '+' ? a + b : op == '-' ? a - b : a * b;
-  }
-  return std::nullopt;
-}
-
-// The number an expansion states: "92", " 92", "23*4=92" or "23*4=92." -> 92.
-std::optional<int64_t> StatedNumber(const std::string& text_in) {
-  absl::string_view text = text_in;
-  if (size_t eq = text.rfind('='); eq != absl::string_view::npos) text = text.substr(eq + 1);
-  std::string t(absl::StripAsciiWhitespace(text));
-  while (!t.empty() && (t.back() == '.' || t.back() == ';')) t.pop_back();
-  int64_t v;
-  if (!absl::SimpleAtoi(t, &v)) return std::nullopt;
-  return v;
-}
-
-// "expr=result" pairs in a full answer, in order.
-std::vector<std::pair<std::string, int64_t>> AnswerPairs(const std::string& text) {
-  std::vector<std::pair<std::string, int64_t>> out;
-  for (absl::string_view piece : absl::StrSplit(text, '.')) {
-    const size_t eq = piece.find('=');
-    if (eq == absl::string_view::npos) continue;
-    int64_t v;
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(piece.substr(eq + 1)), &v)) continue;
-    out.emplace_back(Squeeze(std::string(piece.substr(0, eq))), v);
-  }
-  return out;
-}
-
 struct Outcome {
   bool ok = false;
   std::string error;
@@ -103,26 +58,6 @@ Outcome Ask(v1::Pice::Stub* stub, const std::string& prompt, v1::Route route) {
   o.ok = s.ok();
   if (!s.ok()) o.error = StatusCodeName(s.error_code()) + ": " + s.error_message();
   return o;
-}
-
-// Part i of q right in this answer?
-std::vector<bool> ScoreAnswer(const Question& q, const v1::AnswerEvent& a) {
-  std::vector<bool> right(q.parts.size(), false);
-  if (a.route() == v1::ROUTE_SKETCH) {
-    for (size_t i = 0; i < q.parts.size() && i < static_cast<size_t>(a.expansions_size()); ++i) {
-      const auto v = StatedNumber(a.expansions(i));
-      right[i] = i < static_cast<size_t>(a.points_size()) &&
-                 Squeeze(a.points(i)) == Squeeze(q.parts[i].expression) && v &&
-                 *v == q.parts[i].result;
-    }
-  } else {
-    const auto pairs = AnswerPairs(a.text());
-    for (size_t i = 0; i < q.parts.size() && i < pairs.size(); ++i) {
-      right[i] = pairs[i].first == Squeeze(q.parts[i].expression) &&
-                 pairs[i].second == q.parts[i].result;
-    }
-  }
-  return right;
 }
 
 struct Tally {
