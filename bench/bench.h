@@ -6,6 +6,8 @@
 //   quality  bench/quality.cc  answer quality of every route on pice-arith
 //   e2e      bench/e2e.cc      latency and throughput of both routes, scheduler overhead
 //   chaos    bench/chaos.cc    real processes while edges are killed and restarted
+//   testbed  bench/testbed.cc  open-loop load on pinned processes over emulated links
+//            (bench/relay.cc), both routes, knees and the speed-up ratios
 // bench/membw.cc is the separate pice-membw program (memory bandwidth probe).
 #ifndef PICE_BENCH_BENCH_H_
 #define PICE_BENCH_BENCH_H_
@@ -22,6 +24,7 @@ int RunBenchMixed(const std::string& model, int threads, int running, int long_t
 int RunBenchQuality(const std::vector<std::string>& args);
 int RunBenchE2e(const std::vector<std::string>& args);
 int RunBenchChaos(const std::vector<std::string>& args);
+int RunBenchTestbed(const std::vector<std::string>& args);
 
 }  // namespace pice::bench
 

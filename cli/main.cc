@@ -19,14 +19,15 @@ int main(int argc, char** argv) {
   if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "policy") return pice::cli::RunPolicy(args);
   if (cmd == "bench") {
-    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos)", 2);
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos, testbed)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
     if (what == "engine") return pice::bench::RunBenchEngine(args);
     if (what == "quality") return pice::bench::RunBenchQuality(args);
     if (what == "e2e") return pice::bench::RunBenchE2e(args);
     if (what == "chaos") return pice::bench::RunBenchChaos(args);
-    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos)",
+    if (what == "testbed") return pice::bench::RunBenchTestbed(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos, testbed)",
                            2);
   }
   std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(),

@@ -73,6 +73,11 @@ constexpr Command kCommands[] = {
      "  bench chaos --queries N --edges E --kill-interval-ms M [--concurrency C] [--json]\n"
      "            [--eval FILE] [--models DIR] [--seed S] [--timeout SECONDS] [--keep]\n"
      "            cloud, E edges and a scheduler as processes; SIGKILLs and restarts edges\n"},
+    {"bench testbed", false,
+     "  bench testbed --config FILE [--json] [--out DIR] [--rates R,R] [--duration S]\n"
+     "            [--repeat N] [--keep]\n"
+     "            nodes pinned to CPUs behind emulated links; open-loop Poisson load per\n"
+     "            route and rate; knees, throughput_ratio, latency_ratio, quality delta\n"},
 };
 
 constexpr char kExit[] =

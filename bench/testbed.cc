@@ -1,0 +1,536 @@
+// pice bench testbed: the speed-up on an emulated cloud–edge testbed, under open-loop load.
+//
+//   pice bench testbed --config bench/testbed/two-core.yaml [--json] [--out DIR]
+//                      [--rates 5,10] [--duration 5s] [--repeat 1]   (override the file)
+//
+// Starts pice-cloud, the edges and pice-scheduler as their own processes, each pinned to
+// its CPUs (sched_setaffinity, as taskset), and puts an emulated link between the
+// scheduler and every node (bench/relay.h: delay, jitter, bandwidth, loss on a user-space
+// relay — this kernel has no netem; the output says so). Then, for every route (cloud,
+// sketch, auto), offered rate and repeat, sends the eval file's questions (all kinds, the
+// dependent ones included, in file order) as a Poisson stream for `duration`: open loop,
+// arrivals do not wait for answers. Both routes get the templates' answer budgets.
+// Per point: completed queries/s (completed / time to the last answer), useful tokens/s
+// (answer text tokens under the cloud tokenizer), latency p50/p99/mean, time to first
+// answer content (a delta or an expansion), cloud tokens per query and pice-arith part
+// accuracy. Every figure is the median of the repeats with its [min, max].
+//
+// Summary: the knee of each route (the highest offered rate still served at >= 90 %),
+// throughput_ratio = sketch over cloud-only queries/s at equal p99 (the best throughput
+// of each route among rates whose median p99 is within the SLO: `slo_p99` in the file,
+// else 5x the cloud route's p99 at the lowest rate), latency_ratio = sketch over cloud
+// mean latency at `moderate_rate`, quality_delta_points = sketch minus cloud part
+// accuracy in points. With --out DIR: testbed.json, testbed.dat and, when gnuplot is
+// installed, latency.png, throughput.png and first_content.png.
+//
+// The edges are extra hardware by design: the comparison is cloud-only on the cloud's CPUs
+// against the same cloud plus edges on other CPUs.
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench.h"
+#include "bench/procs.h"
+#include "bench/relay.h"
+#include "bench/stats.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/eval_file.h"
+#include "common/args.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "engine/gguf/gguf.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+#include "pice/v1/pice.grpc.pb.h"
+
+namespace pice::bench {
+
+using namespace ::pice::cli;            // NOLINT(build/namespaces)
+using namespace ::pice::bench::procs;   // NOLINT(build/namespaces)
+namespace {
+
+using json = nlohmann::json;
+
+struct Placement {
+  std::string cpus;   // "" = any
+  int threads = 1;
+  LinkSpec link;
+};
+
+struct Testbed {
+  std::string models, tmpl, eval, cloud_model;
+  std::vector<std::string> members;  // each edge's ensemble (model files)
+  int edges = 2;
+  Placement cloud, edge, scheduler;
+  std::string scheduler_extra;       // YAML appended to the scheduler's config
+  std::vector<double> rates;
+  double duration_s = 10, timeout_s = 60, slo_p99_ms = 0, moderate_rate = 0;
+  std::vector<std::string> routes = {"cloud", "sketch", "auto"};
+  int repeat = 3;
+  uint64_t seed = 1;
+};
+
+absl::Status ReadPlacement(const ConfigNode& n, Placement* p) {
+  PICE_RETURN_IF_ERROR(n.ReadString("cpus", &p->cpus));
+  cpu_set_t set;
+  if (!p->cpus.empty() && !ParseCpus(p->cpus, &set)) {
+    return n.ChildError("cpus", "expected CPU numbers like \"0\", \"1-3\" or \"0,2\"");
+  }
+  PICE_RETURN_IF_ERROR(n.ReadInt("threads", &p->threads, 1, 256));
+  if (n.Has("link")) {
+    const ConfigNode l = n.Child("link");
+    PICE_RETURN_IF_ERROR(l.CheckKeys({"rtt", "jitter", "bandwidth_mbit", "loss", "rto"}));
+    double rtt = 0, jitter = 0, rto = 0.2;
+    PICE_RETURN_IF_ERROR(l.ReadSeconds("rtt", &rtt, 0, 10));
+    PICE_RETURN_IF_ERROR(l.ReadSeconds("jitter", &jitter, 0, 10));
+    PICE_RETURN_IF_ERROR(l.ReadSeconds("rto", &rto, 0, 10));
+    p->link.rtt_ms = rtt * 1e3;
+    p->link.jitter_ms = jitter * 1e3;
+    p->link.rto_ms = rto * 1e3;
+    PICE_RETURN_IF_ERROR(l.ReadDouble("bandwidth_mbit", &p->link.mbit, 0, 1e6));
+    PICE_RETURN_IF_ERROR(l.ReadDouble("loss", &p->link.loss, 0, 0.5));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
+  PICE_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadFile(path));
+  PICE_RETURN_IF_ERROR(root.CheckKeys(
+      {"models", "template", "eval", "cloud", "edges", "scheduler", "load", "slo_p99", "moderate_rate"}));
+  Testbed t;
+  PICE_RETURN_IF_ERROR(root.ReadPath("models", &t.models));
+  PICE_RETURN_IF_ERROR(root.ReadPath("template", &t.tmpl));
+  PICE_RETURN_IF_ERROR(root.ReadPath("eval", &t.eval));
+  for (const char* k : {"models", "template", "eval"}) PICE_RETURN_IF_ERROR(root.Require(k));
+  for (std::string* p : {&t.models, &t.tmpl, &t.eval}) {
+    std::error_code ec;
+    *p = fs::absolute(*p, ec).lexically_normal().string();  // the nodes' configs are elsewhere
+  }
+  for (const char* k : {"cloud", "edges", "scheduler", "load"}) PICE_RETURN_IF_ERROR(root.Require(k));
+  const ConfigNode c = root.Child("cloud");
+  PICE_RETURN_IF_ERROR(c.CheckKeys({"model", "cpus", "threads", "link"}));
+  PICE_RETURN_IF_ERROR(c.ReadString("model", &t.cloud_model, false));
+  PICE_RETURN_IF_ERROR(ReadPlacement(c, &t.cloud));
+  const ConfigNode e = root.Child("edges");
+  PICE_RETURN_IF_ERROR(e.CheckKeys({"count", "members", "cpus", "threads", "link"}));
+  PICE_RETURN_IF_ERROR(e.ReadInt("count", &t.edges, 1, 64));
+  PICE_RETURN_IF_ERROR(e.ReadStringList("members", &t.members));
+  if (t.members.empty()) return e.ChildError("members", "expected at least one model file");
+  PICE_RETURN_IF_ERROR(ReadPlacement(e, &t.edge));
+  const ConfigNode s = root.Child("scheduler");
+  PICE_RETURN_IF_ERROR(s.CheckKeys({"cpus", "extra"}));
+  PICE_RETURN_IF_ERROR(ReadPlacement(s, &t.scheduler));
+  PICE_RETURN_IF_ERROR(s.ReadString("extra", &t.scheduler_extra));
+  const ConfigNode l = root.Child("load");
+  PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "duration", "routes", "repeat", "timeout", "seed"}));
+  std::vector<std::string> rates;
+  PICE_RETURN_IF_ERROR(l.ReadStringList("rates", &rates));
+  for (const std::string& r : rates) {
+    double v = 0;
+    if (!absl::SimpleAtod(r, &v) || v <= 0) return l.ChildError("rates", "expected positive queries/s");
+    t.rates.push_back(v);
+  }
+  if (t.rates.empty()) return l.ChildError("rates", "expected at least one rate");
+  PICE_RETURN_IF_ERROR(l.ReadSeconds("duration", &t.duration_s, 0.5, 3600));
+  PICE_RETURN_IF_ERROR(l.ReadSeconds("timeout", &t.timeout_s, 1, 3600));
+  PICE_RETURN_IF_ERROR(l.ReadInt("repeat", &t.repeat, 1, 100));
+  int seed = 1;
+  PICE_RETURN_IF_ERROR(l.ReadInt("seed", &seed, 0, 1 << 30));
+  t.seed = static_cast<uint64_t>(seed);
+  if (l.Has("routes")) {
+    PICE_RETURN_IF_ERROR(l.ReadStringList("routes", &t.routes));
+    for (const std::string& r : t.routes) {
+      if (r != "cloud" && r != "sketch" && r != "auto") {
+        return l.ChildError("routes", "expected cloud, sketch or auto");
+      }
+    }
+  }
+  double slo = 0;
+  if (root.Has("slo_p99")) PICE_RETURN_IF_ERROR(root.ReadSeconds("slo_p99", &slo, 0, 3600));
+  t.slo_p99_ms = slo * 1e3;
+  PICE_RETURN_IF_ERROR(root.ReadDouble("moderate_rate", &t.moderate_rate, 0, 1e6));
+  return t;
+}
+
+std::string ModelPath(const Testbed& t, const std::string& m) {
+  return m.find('/') == std::string::npos ? t.models + "/" + m : m;
+}
+
+struct Sample {
+  bool ok = false;
+  double latency_ms = 0, first_ms = 0, end_s = 0;
+  int64_t cloud_tokens = 0;
+  std::string answer;
+  std::vector<bool> parts;
+};
+
+v1::Route RouteOf(const std::string& r) {
+  return r == "cloud" ? v1::ROUTE_CLOUD : r == "sketch" ? v1::ROUTE_SKETCH : v1::ROUTE_AUTO;
+}
+
+// One open-loop run: Poisson arrivals at `rate` for `duration_s`; returns every sample.
+std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question>& qs,
+                                const std::string& route, double rate, const Testbed& t,
+                                uint64_t seed, size_t* next_question) {
+  std::mt19937_64 rng(seed);
+  std::exponential_distribution<double> gap(rate);
+  std::vector<double> at;
+  for (double s = gap(rng); s < t.duration_s; s += gap(rng)) at.push_back(s);
+  std::vector<Sample> out(at.size());
+  std::vector<std::thread> threads;
+  threads.reserve(at.size());
+  const auto t0 = Clock::now();
+  for (size_t i = 0; i < at.size(); ++i) {
+    std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(at[i])));
+    const Question& q = qs[(*next_question)++ % qs.size()];
+    threads.emplace_back([&, i, q] {
+      Sample& s = out[i];
+      v1::QueryRequest req;
+      req.set_prompt(q.question);
+      req.set_route(RouteOf(route));
+      req.set_no_cache(true);
+      const auto start = Clock::now();
+      double first = -1;
+      v1::AnswerEvent answer;
+      grpc::Status st = RunQuery(stub, req, t.timeout_s, "", [&](const v1::QueryEvent& ev) {
+        if (first < 0 && (ev.has_delta() || ev.has_expansion())) {
+          first = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        }
+        if (ev.has_answer()) answer = ev.answer();
+      });
+      const auto end = Clock::now();
+      s.latency_ms = std::chrono::duration<double, std::milli>(end - start).count();
+      s.first_ms = first < 0 ? s.latency_ms : first;
+      s.end_s = std::chrono::duration<double>(end - t0).count();
+      s.ok = st.ok() && !answer.text().empty();
+      s.answer = answer.text();
+      for (const v1::NodeTokens& n : answer.tokens()) {
+        if (n.node().rfind("cloud", 0) == 0) s.cloud_tokens += n.generated_tokens();
+      }
+      s.parts = ScoreAnswer(q, answer);
+    });
+  }
+  for (auto& th : threads) th.join();
+  return out;
+}
+
+std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate,
+                                      const Tokenizer* tok) {
+  std::vector<double> lat, first;
+  double makespan = 0, useful = 0, cloud = 0, right = 0, parts = 0;
+  int ok = 0;
+  for (const Sample& s : ss) {
+    for (bool b : s.parts) right += b, parts += 1;
+    if (!s.ok) continue;
+    ++ok;
+    lat.push_back(s.latency_ms);
+    first.push_back(s.first_ms);
+    makespan = std::max(makespan, s.end_s);
+    cloud += double(s.cloud_tokens);
+    if (tok) useful += double(tok->Encode(s.answer, false, false).size());
+  }
+  double mean = 0;
+  for (double v : lat) mean += v;
+  std::map<std::string, double> f;
+  f["offered_qps"] = rate;
+  f["sent"] = double(ss.size());
+  f["failed"] = double(ss.size() - size_t(ok));
+  f["throughput_qps"] = makespan > 0 ? ok / makespan : 0;
+  f["useful_tokens_per_s"] = makespan > 0 ? useful / makespan : 0;
+  f["latency_p50_ms"] = Percentile(lat, 0.5);
+  f["latency_p99_ms"] = Percentile(lat, 0.99);
+  f["latency_mean_ms"] = lat.empty() ? 0 : mean / double(lat.size());
+  f["first_content_p50_ms"] = Percentile(first, 0.5);
+  f["cloud_tokens_per_query"] = ok ? cloud / ok : 0;
+  f["part_accuracy"] = parts > 0 ? right / parts : 0;
+  return f;
+}
+
+std::string Hms(double s) {
+  const int v = static_cast<int>(s + 0.5);
+  return v >= 60 ? absl::StrFormat("%dm%02ds", v / 60, v % 60) : absl::StrFormat("%ds", v);
+}
+
+// testbed.dat and the gnuplot script; the PNGs when gnuplot is installed.
+void WritePlots(const std::string& dir, const json& curves, const Testbed& t) {
+  std::string dat = "# route offered_qps throughput_qps p50_ms p99_ms first_content_p50_ms\n";
+  for (const std::string& r : t.routes) {
+    dat += "# " + r + "\n";
+    for (const json& p : curves[r]) {
+      dat += absl::StrFormat("%s %g %g %g %g %g\n", r, p["offered_qps"].get<double>(),
+                             p["throughput_qps"].get<double>(), p["latency_p50_ms"].get<double>(),
+                             p["latency_p99_ms"].get<double>(), p["first_content_p50_ms"].get<double>());
+    }
+    dat += "\n\n";
+  }
+  WriteText(dir + "/testbed.dat", dat);
+  std::string gp = "set terminal pngcairo size 900,560\nset key top left\nset grid\n"
+                   "set xlabel 'offered load (queries/s)'\n";
+  auto plot = [&](const std::string& png, const std::string& ylabel,
+                  const std::vector<std::pair<int, std::string>>& cols) {
+    gp += "set output '" + dir + "/" + png + "'\nset ylabel '" + ylabel + "'\nplot ";
+    bool first = true;
+    for (size_t i = 0; i < t.routes.size(); ++i) {
+      for (const auto& [col, label] : cols) {
+        absl::StrAppend(&gp, first ? "" : ", ", "'", dir, "/testbed.dat' index ", i, " using 2:", col,
+                        " with linespoints title '", t.routes[i], " ", label, "'");
+        first = false;
+      }
+    }
+    gp += "\n";
+  };
+  plot("latency.png", "latency (ms)", {{4, "p50"}, {5, "p99"}});
+  plot("throughput.png", "completed queries/s", {{3, "completed"}});
+  plot("first_content.png", "time to first answer content, p50 (ms)", {{6, "first content"}});
+  WriteText(dir + "/testbed.gp", gp);
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    if (std::system(("gnuplot '" + dir + "/testbed.gp'").c_str()) != 0) {
+      std::fprintf(stderr, "bench testbed: gnuplot failed on %s/testbed.gp\n", dir.c_str());
+    }
+  } else {
+    std::fprintf(stderr, "bench testbed: no gnuplot: %s/testbed.gp written, no PNGs\n", dir.c_str());
+  }
+}
+
+}  // namespace
+
+int RunBenchTestbed(const std::vector<std::string>& argv) {
+  const char* c = "bench testbed";
+  auto a = Args::Parse(argv, {"config", "out", "rates", "duration", "repeat"}, {"json", "keep"});
+  if (!a.ok()) return Fail(c, std::string(a.status().message()), 2);
+  if (a->Str("config").empty()) return Fail(c, "--config FILE is required", 2);
+  auto tb = LoadTestbed(a->Str("config"));
+  if (!tb.ok()) return Fail(c, std::string(tb.status().message()), 2);
+  Testbed t = *std::move(tb);
+  if (!a->Str("rates").empty()) {
+    t.rates.clear();
+    for (absl::string_view r : absl::StrSplit(a->Str("rates"), ',')) {
+      double v = 0;
+      if (!absl::SimpleAtod(r, &v) || v <= 0) return Fail(c, "--rates: expected positive numbers", 2);
+      t.rates.push_back(v);
+    }
+  }
+  if (!a->Str("duration").empty() && !absl::SimpleAtod(a->Str("duration"), &t.duration_s)) {
+    return Fail(c, "--duration: expected seconds", 2);
+  }
+  if (auto r = a->Int("repeat", t.repeat, 1, 100); r.ok()) {
+    t.repeat = static_cast<int>(*r);
+  } else {
+    return Fail(c, std::string(r.status().message()), 2);
+  }
+  auto all = LoadEval(t.eval);
+  if (!all.ok()) return Fail(c, std::string(all.status().message()), 2);
+  const fs::path bin = ExeDir();
+
+  // The nodes, each on its CPUs; this process (clients and links) on the scheduler's.
+  char tmpl[] = "/tmp/pice-testbed-XXXXXX";
+  if (!mkdtemp(tmpl)) return Fail(c, "cannot create a temporary directory");
+  const std::string dir = tmpl;
+  cpu_set_t self;
+  if (ParseCpus(t.scheduler.cpus, &self)) sched_setaffinity(0, sizeof self, &self);
+  auto node_yaml = [&](const std::string& name, const Placement& p) {
+    return absl::StrCat("node: ", name, "\nlisten: 127.0.0.1:0\ntemplate: ", t.tmpl,
+                        "\nthreads: ", p.threads, "\nlog_level: warn\n");
+  };
+  WriteText(dir + "/cloud.yaml",
+            node_yaml("cloud", t.cloud) + "model: " + ModelPath(t, t.cloud_model) + "\n");
+  NodeProc cloud((bin / "pice-cloud").string(), dir + "/cloud.yaml", dir, "cloud",
+                 v1::Cloud::service_full_name(), t.cloud.cpus);
+  cloud.Start(0);
+  std::vector<std::unique_ptr<NodeProc>> edges;
+  for (int i = 0; i < t.edges; ++i) {
+    const std::string name = absl::StrCat("edge-", i + 1);
+    std::string y = node_yaml(name, t.edge) + "ensemble:\n";
+    for (const std::string& m : t.members) {
+      absl::StrAppend(&y, "  - {name: ", fs::path(m).stem().string(), ", model: ", ModelPath(t, m), "}\n");
+    }
+    WriteText(dir + "/" + name + ".yaml", y);
+    edges.push_back(std::make_unique<NodeProc>((bin / "pice-edge").string(), dir + "/" + name + ".yaml",
+                                               dir, name, v1::Edge::service_full_name(), t.edge.cpus));
+    edges.back()->Start(0);
+  }
+  const auto boot = std::chrono::milliseconds(120000);
+  if (auto s = cloud.Ready(boot); !s.ok()) return Fail(c, std::string(s.message()));
+  for (auto& e : edges) {
+    if (auto s = e->Ready(boot); !s.ok()) return Fail(c, std::string(s.message()));
+  }
+  std::vector<std::unique_ptr<LinkRelay>> links;
+  auto link = [&](const std::string& upstream, const LinkSpec& spec) -> absl::StatusOr<std::string> {
+    PICE_ASSIGN_OR_RETURN(auto r, LinkRelay::Start(upstream, spec, t.seed + links.size()));
+    links.push_back(std::move(r));
+    return links.back()->address();
+  };
+  auto cloud_link = link(cloud.address(), t.cloud.link);
+  if (!cloud_link.ok()) return Fail(c, std::string(cloud_link.status().message()));
+  std::string sched_yaml = absl::StrCat("listen: 127.0.0.1:0\ncloud: ", *cloud_link, "\nedges:\n");
+  for (auto& e : edges) {
+    auto l = link(e->address(), t.edge.link);
+    if (!l.ok()) return Fail(c, std::string(l.status().message()));
+    absl::StrAppend(&sched_yaml, "  - ", *l, "\n");
+  }
+  absl::StrAppend(&sched_yaml,
+                  "limits: {max_concurrent_queries: 4096, max_queries_per_client: 0}\n"
+                  "timeouts: {load_poll: 200ms}\n", t.scheduler_extra, "\n");
+  WriteText(dir + "/scheduler.yaml", sched_yaml);
+  NodeProc sched((bin / "pice-scheduler").string(), dir + "/scheduler.yaml", dir, "scheduler",
+                 v1::Pice::service_full_name(), t.scheduler.cpus);
+  sched.Start(0);
+  if (auto s = sched.Ready(boot); !s.ok()) return Fail(c, std::string(s.message()));
+  auto stub = v1::Pice::NewStub(MakeClientChannel(sched.address()));
+
+  // The cloud tokenizer counts useful tokens.
+  auto tok_file = gguf::GgufFile::Open(ModelPath(t, t.cloud_model));
+  std::unique_ptr<Tokenizer> tok;
+  if (tok_file.ok()) {
+    if (auto tk = Tokenizer::FromGguf(**tok_file); tk.ok()) tok = *std::move(tk);
+  }
+
+  // Warm-up: every route once over a few questions.
+  size_t next_q = 0;
+  for (const std::string& r : t.routes) {
+    for (int i = 0; i < 4; ++i) {
+      v1::QueryRequest req;
+      req.set_prompt((*all)[size_t(i) % all->size()].question);
+      req.set_route(RouteOf(r));
+      req.set_no_cache(true);
+      (void)RunQuery(stub.get(), req, t.timeout_s, "", [](const v1::QueryEvent&) {});
+    }
+  }
+
+  // The runs: repeats outermost, routes in an order that alternates per repeat.
+  std::map<std::string, std::map<double, std::vector<std::map<std::string, double>>>> runs;
+  const int total = t.repeat * int(t.routes.size()) * int(t.rates.size());
+  int done = 0;
+  const auto start = Clock::now();
+  for (int rep = 0; rep < t.repeat; ++rep) {
+    std::vector<std::string> order = t.routes;
+    if (rep % 2) std::reverse(order.begin(), order.end());
+    for (const std::string& r : order) {
+      for (double rate : t.rates) {
+        const auto ss = RunOpenLoop(stub.get(), *all, r, rate, t, t.seed * 1000 + done, &next_q);
+        auto f = Figures(ss, rate, tok.get());
+        runs[r][rate].push_back(f);
+        ++done;
+        const double el = std::chrono::duration<double>(Clock::now() - start).count();
+        std::fprintf(stderr,
+                     "bench testbed: [%d/%d] repeat %d, %s route, %g q/s offered: %.0f ok, %.0f "
+                     "failed, %.1f q/s, p99 %.0f ms; elapsed %s, about %s left\n",
+                     done, total, rep + 1, r.c_str(), rate, f["sent"] - f["failed"], f["failed"],
+                     f["throughput_qps"], f["latency_p99_ms"], Hms(el).c_str(),
+                     Hms(el / done * (total - done)).c_str());
+      }
+    }
+  }
+
+  // Curves, knees and the ratios.
+  json curves = json::object(), knees = json::object();
+  for (const std::string& r : t.routes) {
+    curves[r] = json::array();
+    double knee = 0;
+    for (double rate : t.rates) {
+      json p = SummarizeRuns(runs[r][rate]);
+      if (p["throughput_qps"].get<double>() >= 0.9 * rate && p["failed"].get<double>() == 0) knee = rate;
+      curves[r].push_back(p);
+    }
+    knees[r] = knee;
+  }
+  json out;
+  out["config"] = a->Str("config");
+  out["layout"] = {{"cloud_cpus", t.cloud.cpus}, {"edge_cpus", t.edge.cpus},
+                   {"scheduler_cpus", t.scheduler.cpus}, {"edges", t.edges},
+                   {"members", t.members}, {"cloud_model", t.cloud_model}};
+  out["links"] = {{"cloud", t.cloud.link.Describe()}, {"edges", t.edge.link.Describe()}};
+  out["note"] = "open-loop Poisson arrivals; edges are extra hardware (cloud-only runs on the "
+                "cloud's CPUs alone); links emulated by a user-space relay (no netem here)";
+  out["questions"] = all->size();
+  out["duration_s"] = t.duration_s;
+  out["repeat"] = t.repeat;
+  out["curves"] = curves;
+  out["knee_qps"] = knees;
+  const bool both = runs.count("cloud") && runs.count("sketch");
+  if (both) {
+    double slo = t.slo_p99_ms;
+    if (slo <= 0) slo = 5 * curves["cloud"][0]["latency_p99_ms"].get<double>();
+    auto best = [&](const std::string& r) {
+      double b = 0;
+      for (const json& p : curves[r]) {
+        if (p["latency_p99_ms"].get<double>() <= slo) b = std::max(b, p["throughput_qps"].get<double>());
+      }
+      return b;
+    };
+    const double moderate = t.moderate_rate > 0 ? t.moderate_rate : t.rates.front();
+    auto at = [&](const std::string& r, const char* key) {
+      for (const json& p : curves[r]) {
+        if (p["offered_qps"].get<double>() == moderate) return p[key].get<double>();
+      }
+      return 0.0;
+    };
+    auto accuracy = [&](const std::string& r) {
+      std::vector<double> v;
+      for (const json& p : curves[r]) v.push_back(p["part_accuracy"].get<double>());
+      double m = 0;
+      for (double x : v) m += x;
+      return v.empty() ? 0 : m / double(v.size());
+    };
+    out["slo_p99_ms"] = slo;
+    out["cloud_qps_at_slo"] = best("cloud");
+    out["sketch_qps_at_slo"] = best("sketch");
+    out["throughput_ratio"] = best("cloud") > 0 ? best("sketch") / best("cloud") : 0.0;
+    out["moderate_rate_qps"] = moderate;
+    out["latency_ratio"] = at("cloud", "latency_mean_ms") > 0
+                               ? at("sketch", "latency_mean_ms") / at("cloud", "latency_mean_ms")
+                               : 0.0;
+    out["quality_delta_points"] = (accuracy("sketch") - accuracy("cloud")) * 100;
+  }
+  if (!a->Str("out").empty()) {
+    std::error_code ec;
+    fs::create_directories(a->Str("out"), ec);
+    WriteText(a->Str("out") + "/testbed.json", out.dump(2) + "\n");
+    WritePlots(a->Str("out"), curves, t);
+  }
+  for (auto& l : links) l->Stop();
+  (void)sched.Terminate();
+  for (auto& e : edges) e->Kill();
+  cloud.Kill();
+  if (!a->Flag("keep")) fs::remove_all(dir);
+
+  if (!a->Flag("json")) {
+    for (const std::string& r : t.routes) {
+      std::printf("%s route (knee %g q/s):\n", r.c_str(), knees[r].get<double>());
+      for (const json& p : curves[r]) {
+        std::printf("  %6g q/s offered: %6.2f q/s [%.2f, %.2f], p50 %7.1f ms, p99 %7.1f ms, mean %7.1f ms, "
+                    "first content %6.1f ms, cloud tokens/query %5.1f, parts %.2f %%\n",
+                    p["offered_qps"].get<double>(), p["throughput_qps"].get<double>(),
+                    p["throughput_qps_range"][0].get<double>(), p["throughput_qps_range"][1].get<double>(),
+                    p["latency_p50_ms"].get<double>(), p["latency_p99_ms"].get<double>(),
+                    p["latency_mean_ms"].get<double>(), p["first_content_p50_ms"].get<double>(),
+                    p["cloud_tokens_per_query"].get<double>(), p["part_accuracy"].get<double>() * 100);
+      }
+    }
+    if (both) {
+      std::printf("throughput_ratio %.2f (at p99 <= %.0f ms), latency_ratio %.2f (at %g q/s), "
+                  "quality_delta_points %+.2f\n",
+                  out["throughput_ratio"].get<double>(), out["slo_p99_ms"].get<double>(),
+                  out["latency_ratio"].get<double>(), out["moderate_rate_qps"].get<double>(),
+                  out["quality_delta_points"].get<double>());
+    }
+  }
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace pice::bench
