@@ -234,8 +234,8 @@ std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate
   double makespan = 0, useful = 0, cloud = 0, right = 0, parts = 0;
   int ok = 0;
   for (const Sample& s : ss) {
+    if (!s.ok) continue;  // a shed query is counted in `failed`, not as wrong parts
     for (bool b : s.parts) right += b, parts += 1;
-    if (!s.ok) continue;
     ++ok;
     lat.push_back(s.latency_ms);
     first.push_back(s.first_ms);
@@ -479,9 +479,13 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
       }
       return 0.0;
     };
+    // Quality where the route is not overloaded (no query shed): at overload answers are
+    // timed out or shed, which says nothing about the route's answers.
     auto accuracy = [&](const std::string& r) {
       std::vector<double> v;
-      for (const json& p : curves[r]) v.push_back(p["part_accuracy"].get<double>());
+      for (const json& p : curves[r]) {
+        if (p["failed"].get<double>() == 0) v.push_back(p["part_accuracy"].get<double>());
+      }
       double m = 0;
       for (double x : v) m += x;
       return v.empty() ? 0 : m / double(v.size());

@@ -73,7 +73,8 @@ target_link_libraries(pice PRIVATE pice_services)
 if(PICE_BUILD_TESTS)
   file(GLOB PICE_UNIT_TEST_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/*_test.cc)
   if(PICE_UNIT_TEST_SRCS)
-    add_executable(unit_tests ${PICE_UNIT_TEST_SRCS})
+    # bench/relay.cc: the testbed's emulated link, tested on its own.
+    add_executable(unit_tests ${PICE_UNIT_TEST_SRCS} ${CMAKE_SOURCE_DIR}/bench/relay.cc)
     target_link_libraries(unit_tests PRIVATE pice_services GTest::gtest GTest::gtest_main)
     target_compile_definitions(unit_tests PRIVATE PICE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
     gtest_discover_tests(unit_tests DISCOVERY_TIMEOUT 60)
@@ -90,6 +91,9 @@ if(PICE_BUILD_TESTS)
   # deploy/: kustomize renders, yamllint, systemd-analyze verify, the manifests' configs answer.
   add_test(NAME ValidateDeploy COMMAND ${CMAKE_SOURCE_DIR}/scripts/validate-deploy.sh ${CMAKE_BINARY_DIR})
   set_tests_properties(ValidateDeploy PROPERTIES RUN_SERIAL TRUE TIMEOUT 300)
+  # A one-second pice bench testbed run: pinned nodes, emulated links, both routes.
+  add_test(NAME TestbedSmoke COMMAND ${CMAKE_SOURCE_DIR}/scripts/testbed-smoke.sh ${CMAKE_BINARY_DIR})
+  set_tests_properties(TestbedSmoke PROPERTIES RUN_SERIAL TRUE TIMEOUT 300)
   # The official openai npm SDK against pice local's HTTP API (Node.js from Debian).
   add_test(NAME OpenAISdkTest
            COMMAND ${CMAKE_SOURCE_DIR}/scripts/openai-sdk-test.sh ${CMAKE_BINARY_DIR})

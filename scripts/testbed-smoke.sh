@@ -1,0 +1,23 @@
+#!/bin/sh
+# ctest TestbedSmoke: a one-second `pice bench testbed` run (tests/data/testbed-smoke.yaml)
+# must start the nodes pinned, pass queries over the emulated links on both routes, lose
+# none, and end with the JSON summary the issue asks for.
+set -eu
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$("$build/pice" bench testbed --config "$root/tests/data/testbed-smoke.yaml" --json 2>/dev/null | tail -n 1)
+for key in throughput_ratio latency_ratio quality_delta_points knee_qps curves; do
+  case "$out" in
+    *"\"$key\""*) ;;
+    *) echo "testbed-smoke: no \"$key\" in: $out"; exit 1 ;;
+  esac
+done
+case "$out" in
+  *'"failed":0.0,'*) ;;
+  *) echo "testbed-smoke: a run lost queries: $out"; exit 1 ;;
+esac
+case "$out" in
+  *'"failed":1'*|*'"failed":2'*|*'"failed":3'*|*'"failed":4'*|*'"failed":5'*|*'"failed":6'*|*'"failed":7'*|*'"failed":8'*|*'"failed":9'*)
+    echo "testbed-smoke: a run lost queries: $out"; exit 1 ;;
+esac
+echo "testbed-smoke: ok"
