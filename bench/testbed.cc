@@ -10,6 +10,7 @@
 // sketch, auto), offered rate and repeat, sends the eval file's questions (all kinds, the
 // dependent ones included, in file order) as a Poisson stream for `duration`: open loop,
 // arrivals do not wait for answers. Both routes get the templates' answer budgets.
+// (`queries: N` instead: exactly N arrivals per run, for slow real-size models.)
 // Per point: completed queries/s (completed / time to the last answer), useful tokens/s
 // (answer text tokens under the cloud tokenizer), latency p50/p99/mean, time to first
 // answer content (a delta or an expansion), cloud tokens per query and pice-arith part
@@ -78,6 +79,7 @@ struct Testbed {
   std::string scheduler_extra;       // YAML appended to the scheduler's config
   std::vector<double> rates;
   double duration_s = 10, timeout_s = 60, slo_p99_ms = 0, moderate_rate = 0;
+  int queries = 0;  // > 0: exactly this many arrivals per run (instead of `duration`)
   std::vector<std::string> routes = {"cloud", "sketch", "auto"};
   int repeat = 3;
   uint64_t seed = 1;
@@ -135,7 +137,8 @@ absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
   PICE_RETURN_IF_ERROR(ReadPlacement(s, &t.scheduler));
   PICE_RETURN_IF_ERROR(s.ReadString("extra", &t.scheduler_extra));
   const ConfigNode l = root.Child("load");
-  PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "duration", "routes", "repeat", "timeout", "seed"}));
+  PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "duration", "queries", "routes", "repeat", "timeout", "seed"}));
+  PICE_RETURN_IF_ERROR(l.ReadInt("queries", &t.queries, 0, 1000000));
   std::vector<std::string> rates;
   PICE_RETURN_IF_ERROR(l.ReadStringList("rates", &rates));
   for (const std::string& r : rates) {
@@ -188,7 +191,10 @@ std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question
   std::mt19937_64 rng(seed);
   std::exponential_distribution<double> gap(rate);
   std::vector<double> at;
-  for (double s = gap(rng); s < t.duration_s; s += gap(rng)) at.push_back(s);
+  for (double s = gap(rng); t.queries > 0 ? at.size() < size_t(t.queries) : s < t.duration_s;
+       s += gap(rng)) {
+    at.push_back(s);
+  }
   std::vector<Sample> out(at.size());
   std::vector<std::thread> threads;
   threads.reserve(at.size());
@@ -382,9 +388,12 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
     if (!l.ok()) return Fail(c, std::string(l.status().message()));
     absl::StrAppend(&sched_yaml, "  - ", *l, "\n");
   }
-  absl::StrAppend(&sched_yaml,
-                  "limits: {max_concurrent_queries: 4096, max_queries_per_client: 0}\n"
-                  "timeouts: {load_poll: 200ms}\n", t.scheduler_extra, "\n");
+  // Open-loop load must not be shed by the per-client limit; the file's `extra` may set both.
+  if (t.scheduler_extra.find("limits:") == std::string::npos) {
+    sched_yaml += "limits: {max_concurrent_queries: 4096, max_queries_per_client: 0}\n";
+  }
+  if (t.scheduler_extra.find("timeouts:") == std::string::npos) sched_yaml += "timeouts: {load_poll: 200ms}\n";
+  absl::StrAppend(&sched_yaml, t.scheduler_extra, "\n");
   WriteText(dir + "/scheduler.yaml", sched_yaml);
   NodeProc sched((bin / "pice-scheduler").string(), dir + "/scheduler.yaml", dir, "scheduler",
                  v1::Pice::service_full_name(), t.scheduler.cpus);
@@ -399,10 +408,10 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
     if (auto tk = Tokenizer::FromGguf(**tok_file); tk.ok()) tok = *std::move(tk);
   }
 
-  // Warm-up: every route once over a few questions.
+  // Warm-up: every route once.
   size_t next_q = 0;
   for (const std::string& r : t.routes) {
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 1; ++i) {
       v1::QueryRequest req;
       req.set_prompt((*all)[size_t(i) % all->size()].question);
       req.set_route(RouteOf(r));

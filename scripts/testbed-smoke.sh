@@ -5,7 +5,13 @@
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$("$build/pice" bench testbed --config "$root/tests/data/testbed-smoke.yaml" --json 2>/dev/null | tail -n 1)
+plots=$(mktemp -d)
+trap 'rm -rf "$plots"' EXIT
+out=$("$build/pice" bench testbed --config "$root/tests/data/testbed-smoke.yaml" --json --out "$plots" 2>/dev/null | tail -n 1)
+# The plots (gnuplot from Debian, installed by scripts/install-deps.sh).
+for f in testbed.json testbed.dat latency.png throughput.png first_content.png; do
+  [ -s "$plots/$f" ] || { echo "testbed-smoke: --out wrote no $f"; exit 1; }
+done
 for key in throughput_ratio latency_ratio quality_delta_points knee_qps curves; do
   case "$out" in
     *"\"$key\""*) ;;
