@@ -158,6 +158,69 @@ TEST_F(DiscoveryTest, EdgesComeAndGoWithTheirDnsRecords) {
   EXPECT_EQ(load.failed(), 0) << load.error();
 }
 
+// Cloud replicas by DNS (`cloud: [{dns: ...}]`): the scheduler uses the cloud its record
+// names, and after the record moves to another replica every new query goes there.
+TEST_F(DiscoveryTest, CloudReplicasComeAndGoWithTheirDnsRecords) {
+  std::string out;
+  if (RunCommand("command -v dnsmasq || test -x /usr/sbin/dnsmasq", &out) != 0) {
+    GTEST_SKIP() << "dnsmasq is not installed (scripts/install-deps.sh)";
+  }
+  const int cloud_port = FreePort();
+  std::vector<std::unique_ptr<Node>> clouds;
+  for (int k : {5, 6}) {
+    std::string y = ArithCloudYaml();
+    y.replace(y.find("node: cloud"), 11, "node: cloud-" + std::to_string(k));
+    y.replace(y.find("127.0.0.1:0"), 11, Ip(k) + ":" + std::to_string(cloud_port));
+    clouds.push_back(std::make_unique<Node>(dir_, "cloud-" + std::to_string(k), "pice-cloud", y));
+    clouds.back()->set_host(Ip(k));
+  }
+  std::string why;
+  for (auto& c : clouds) ASSERT_TRUE(c->Ready(&why)) << why;
+  const std::string hosts = dir_.File("cloud-hosts");
+  WriteFile(hosts, Ip(5) + " pice-cloud.test\n");
+  const int dns_port = FreePort();
+  const std::string dnsmasq = access("/usr/sbin/dnsmasq", X_OK) == 0 ? "/usr/sbin/dnsmasq" : "dnsmasq";
+  Process dns({dnsmasq, "--keep-in-foreground", "--port=" + std::to_string(dns_port),
+               "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
+               "--addn-hosts=" + hosts, "--pid-file=" + dir_.File("dnsmasq-cloud.pid"), "--user=root",
+               "--log-facility=" + dir_.File("dnsmasq-cloud.log")},
+              dir_.File("dnsmasq-cloud"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(dns.Running()) << dns.Stderr();
+  Node sched(dir_, "scheduler", "pice-scheduler",
+             "listen: 127.0.0.1:0\ncloud:\n  - {dns: \"pice-cloud.test:" + std::to_string(cloud_port) +
+                 "\", refresh: 300ms, server: \"127.0.0.1:" + std::to_string(dns_port) +
+                 "\"}\nedges: [" + edges_[0]->address() + "]\ntimeouts: {load_poll: 100ms}\n");
+  ASSERT_TRUE(sched.Ready(&why)) << why;
+  auto stub = PiceStub(&sched);
+  // The cloud an answer came from (its node name in the token counts), "" when degraded.
+  auto cloud_of = [&]() -> std::string {
+    v1::QueryRequest req;
+    req.set_prompt("add 12 and 30; multiply 7 by 8");
+    req.set_route(v1::ROUTE_CLOUD);
+    req.set_no_cache(true);
+    std::vector<v1::QueryEvent> ev;
+    if (!RunQuery(stub.get(), req, &ev, 30).ok() || ev.empty()) return "error";
+    if (FinalAnswer(ev).degraded()) return "";
+    for (const v1::NodeTokens& t : FinalAnswer(ev).tokens()) {
+      if (t.node().rfind("cloud-", 0) == 0) return t.node();
+    }
+    return "none";
+  };
+  auto until = [&](const std::string& want) {
+    std::string got;
+    for (int i = 0; i < 50 && (got = cloud_of()) != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return got;
+  };
+  EXPECT_EQ(until("cloud-5"), "cloud-5") << "the record's cloud answers";
+  WriteFile(hosts, Ip(6) + " pice-cloud.test\n");
+  kill(dns.pid(), SIGHUP);
+  EXPECT_EQ(until("cloud-6"), "cloud-6") << "the new record's cloud answers";
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(cloud_of(), "cloud-6") << "the removed cloud takes no new work";
+}
+
 TEST_F(DiscoveryTest, EdgesFileIsReloadedWhenItChanges) {
   const std::string file = dir_.File("edges.txt");
   const std::string p = std::to_string(port_);
