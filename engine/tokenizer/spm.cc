@@ -136,8 +136,12 @@ class SpmTokenizer : public VocabTokenizer {
       auto it = rev_merge.find(AV(t));
       if (it == rev_merge.end()) {
         for (char c : t) {
+          // Its byte token, else the unknown token; a vocabulary with neither (a malformed
+          // file: no <0xXX> tokens, unknown_token_id = -1) has no id for it: dropped, as the
+          // BPE path does, never a -1 in the output (the GGUF fuzzer found one).
           Token b = tok->byte_tokens_[static_cast<uint8_t>(c)];
-          out.push_back(b >= 0 ? b : tok->unk());
+          if (b < 0) b = tok->unk();
+          if (b >= 0) out.push_back(b);
         }
         return;
       }
