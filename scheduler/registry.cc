@@ -4,7 +4,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <functional>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -570,32 +569,25 @@ LiveState NodeRegistry::Live() const {
   return l;
 }
 
-namespace {
-std::vector<NodeSnapshot> Snapshots(std::vector<NodeSnapshot> out, absl::Time now,
-                                    const std::function<bool(const NodeHealth&)>& healthy) {
+std::vector<NodeSnapshot> NodeRegistry::SnapshotsLocked(const Pool& pool) const {
+  const absl::Time now = absl::Now();
+  std::vector<NodeSnapshot> out = pool.state;
   for (NodeSnapshot& s : out) {
-    s.healthy = !s.removed && healthy(s.health);
+    s.healthy = !s.removed && HealthyLocked(s.health, now);
     s.ejected = now < s.health.ejected_until;
     s.busy = now < s.health.busy_until;
   }
   return out;
 }
-}  // namespace
 
 std::vector<EdgeSnapshot> NodeRegistry::Edges() const {
   absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  return Snapshots(edges_.state, now, [&](const NodeHealth& h) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return HealthyLocked(h, now);
-  });
+  return SnapshotsLocked(edges_);
 }
 
 std::vector<NodeSnapshot> NodeRegistry::Clouds() const {
   absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  return Snapshots(clouds_.state, now, [&](const NodeHealth& h) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return HealthyLocked(h, now);
-  });
+  return SnapshotsLocked(clouds_);
 }
 
 }  // namespace pice::scheduler

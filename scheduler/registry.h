@@ -172,6 +172,8 @@ class NodeRegistry {
   int AddLocked(Pool* pool, const EdgeAddress& a, const std::string& source)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static std::string Who(const Pool& pool, const NodeSnapshot& s);
+  // The pool's state with healthy/ejected/busy filled in as of now.
+  std::vector<NodeSnapshot> SnapshotsLocked(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The index AcquireCloud picks, without counting it; -1 when there is no replica.
   int PickCloudLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HealthyLocked(const NodeHealth& h, absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

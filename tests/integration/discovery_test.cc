@@ -97,6 +97,21 @@ class DiscoveryTest : public ::testing::Test {
     for (auto& e : edges_) ASSERT_TRUE(e->Ready(&why)) << why;
   }
   std::string Ip(int k) const { return "127.0.0." + std::to_string(k); }
+  // dnsmasq on a free loopback port answering from `hosts` (SIGHUP re-reads it); `tag`
+  // names its files. Its port in *port.
+  std::unique_ptr<Process> StartDnsmasq(const std::string& hosts, const std::string& tag, int* port) {
+    *port = FreePort();
+    const std::string bin = access("/usr/sbin/dnsmasq", X_OK) == 0 ? "/usr/sbin/dnsmasq" : "dnsmasq";
+    auto dns = std::make_unique<Process>(
+        std::vector<std::string>{bin, "--keep-in-foreground", "--port=" + std::to_string(*port),
+                                 "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
+                                 "--no-hosts", "--addn-hosts=" + hosts,
+                                 "--pid-file=" + dir_.File(tag + ".pid"), "--user=root",
+                                 "--log-facility=" + dir_.File(tag + ".log")},
+        dir_.File(tag));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return dns;
+  }
 
   TempDir dir_;
   int port_ = 0;
@@ -116,14 +131,9 @@ TEST_F(DiscoveryTest, EdgesComeAndGoWithTheirDnsRecords) {
     WriteFile(hosts, text);
   };
   records({2, 3});
-  const int dns_port = FreePort();
-  const std::string dnsmasq = access("/usr/sbin/dnsmasq", X_OK) == 0 ? "/usr/sbin/dnsmasq" : "dnsmasq";
-  Process dns({dnsmasq, "--keep-in-foreground", "--port=" + std::to_string(dns_port),
-               "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
-               "--addn-hosts=" + hosts, "--pid-file=" + dir_.File("dnsmasq.pid"), "--user=root",
-               "--log-facility=" + dir_.File("dnsmasq.log")},
-              dir_.File("dnsmasq"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int dns_port = 0;
+  std::unique_ptr<Process> dns_proc = StartDnsmasq(hosts, "dnsmasq", &dns_port);
+  Process& dns = *dns_proc;
   ASSERT_TRUE(dns.Running()) << dns.Stderr();
   Node sched(dir_, "scheduler", "pice-scheduler",
              "listen: 127.0.0.1:0\ncloud: " + cloud_->address() + "\nedges:\n  - {dns: \"pice-edge.test:" +
@@ -178,14 +188,9 @@ TEST_F(DiscoveryTest, CloudReplicasComeAndGoWithTheirDnsRecords) {
   for (auto& c : clouds) ASSERT_TRUE(c->Ready(&why)) << why;
   const std::string hosts = dir_.File("cloud-hosts");
   WriteFile(hosts, Ip(5) + " pice-cloud.test\n");
-  const int dns_port = FreePort();
-  const std::string dnsmasq = access("/usr/sbin/dnsmasq", X_OK) == 0 ? "/usr/sbin/dnsmasq" : "dnsmasq";
-  Process dns({dnsmasq, "--keep-in-foreground", "--port=" + std::to_string(dns_port),
-               "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
-               "--addn-hosts=" + hosts, "--pid-file=" + dir_.File("dnsmasq-cloud.pid"), "--user=root",
-               "--log-facility=" + dir_.File("dnsmasq-cloud.log")},
-              dir_.File("dnsmasq-cloud"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int dns_port = 0;
+  std::unique_ptr<Process> dns_proc = StartDnsmasq(hosts, "dnsmasq-cloud", &dns_port);
+  Process& dns = *dns_proc;
   ASSERT_TRUE(dns.Running()) << dns.Stderr();
   Node sched(dir_, "scheduler", "pice-scheduler",
              "listen: 127.0.0.1:0\ncloud:\n  - {dns: \"pice-cloud.test:" + std::to_string(cloud_port) +

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,17 +85,33 @@ std::string ReadN(int fd, size_t n) {
   return out;
 }
 
+// An echo server behind a relay with `link`, and a client connected through it.
+struct Relayed {
+  Relayed(const LinkSpec& link, uint64_t seed) {
+    auto r = LinkRelay::Start(echo.address(), link, seed);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return;
+    relay = *std::move(r);
+    fd = Connect(relay->address());
+  }
+  ~Relayed() {
+    if (fd >= 0) ::close(fd);
+  }
+  EchoServer echo;
+  std::unique_ptr<LinkRelay> relay;
+  int fd = -1;
+};
+
 double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
 TEST(LinkRelayTest, ARoundTripTakesTheRtt) {
-  EchoServer echo;
   LinkSpec l;
   l.rtt_ms = 40;  // 20 ms each way
-  auto relay = LinkRelay::Start(echo.address(), l, 1);
-  ASSERT_TRUE(relay.ok()) << relay.status();
-  const int fd = Connect((*relay)->address());
+  Relayed r(l, 1);
+  ASSERT_NE(r.relay, nullptr);
+  const int fd = r.fd;
   for (int i = 0; i < 3; ++i) {
     const auto t0 = Clock::now();
     ASSERT_EQ(::send(fd, "ping", 4, 0), 4);
@@ -103,17 +120,15 @@ TEST(LinkRelayTest, ARoundTripTakesTheRtt) {
     EXPECT_GE(ms, 40.0 - 1) << "out and back: one round trip of the link";
     EXPECT_LT(ms, 40.0 + 40);
   }
-  ::close(fd);
 }
 
 TEST(LinkRelayTest, BandwidthPacesABulkTransferAndJitterNeverReorders) {
-  EchoServer echo;
   LinkSpec l;
   l.mbit = 40;
   l.jitter_ms = 3;
-  auto relay = LinkRelay::Start(echo.address(), l, 2);
-  ASSERT_TRUE(relay.ok()) << relay.status();
-  const int fd = Connect((*relay)->address());
+  Relayed r(l, 2);
+  ASSERT_NE(r.relay, nullptr);
+  const int fd = r.fd;
   std::string data(1 << 20, '\0');  // 1 MiB: 0.21 s each way at 40 Mbit/s
   for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 131 % 251);
   const auto t0 = Clock::now();
@@ -129,18 +144,16 @@ TEST(LinkRelayTest, BandwidthPacesABulkTransferAndJitterNeverReorders) {
   const double ms = MsSince(t0);
   EXPECT_TRUE(back == data) << "bytes reordered or lost";
   EXPECT_GE(ms, 8.0 * data.size() / 40e6 * 1e3 * 0.95);
-  EXPECT_EQ((*relay)->bytes(), 2 * data.size());
-  ::close(fd);
+  EXPECT_EQ(r.relay->bytes(), 2 * data.size());
 }
 
 TEST(LinkRelayTest, ALostSegmentCostsAnRto) {
-  EchoServer echo;
   LinkSpec l;
   l.loss = 0.5;
   l.rto_ms = 100;
-  auto relay = LinkRelay::Start(echo.address(), l, 3);
-  ASSERT_TRUE(relay.ok()) << relay.status();
-  const int fd = Connect((*relay)->address());
+  Relayed r(l, 3);
+  ASSERT_NE(r.relay, nullptr);
+  const int fd = r.fd;
   double slowest = 0;
   for (int i = 0; i < 8; ++i) {
     const auto t0 = Clock::now();
@@ -148,9 +161,8 @@ TEST(LinkRelayTest, ALostSegmentCostsAnRto) {
     EXPECT_EQ(ReadN(fd, 1), "x");
     slowest = std::max(slowest, MsSince(t0));
   }
-  EXPECT_GT((*relay)->stalls(), 0u);
+  EXPECT_GT(r.relay->stalls(), 0u);
   EXPECT_GE(slowest, 100.0 - 1);
-  ::close(fd);
 }
 
 }  // namespace
