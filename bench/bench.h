@@ -8,6 +8,8 @@
 //   chaos    bench/chaos.cc    real processes while edges are killed and restarted
 //   testbed  bench/testbed.cc  open-loop load on pinned processes over emulated links
 //            (bench/relay.cc), both routes, knees and the speed-up ratios
+//   sim      bench/sim/        the same system as a discrete-event simulation: curves,
+//            calibration against a testbed run, scale study (bench/curves.cc: shared figures)
 // bench/membw.cc is the separate pice-membw program (memory bandwidth probe).
 #ifndef PICE_BENCH_BENCH_H_
 #define PICE_BENCH_BENCH_H_
@@ -25,6 +27,8 @@ int RunBenchQuality(const std::vector<std::string>& args);
 int RunBenchE2e(const std::vector<std::string>& args);
 int RunBenchChaos(const std::vector<std::string>& args);
 int RunBenchTestbed(const std::vector<std::string>& args);
+// bench/sim/sim_command.cc: the discrete-event simulator (bench/sim/sim.h).
+int RunBenchSim(const std::vector<std::string>& args);
 
 }  // namespace pice::bench
 

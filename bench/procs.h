@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -99,6 +100,17 @@ class Child {
     if (pid_ > 0 && waitpid(pid_, &status_, WNOHANG) == pid_) pid_ = -1;
     return pid_ > 0;
   }
+  // CPU time (user + system, all threads) the process has used so far; 0 once it exited.
+  double CpuSeconds() const {
+    if (pid_ <= 0) return 0;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');  // the command name may hold spaces
+    if (paren == std::string::npos) return 0;
+    std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
+    if (f.size() < 13) return 0;  // f[11], f[12]: utime, stime (fields 14, 15 of proc(5))
+    return (std::atof(f[11].c_str()) + std::atof(f[12].c_str())) / double(sysconf(_SC_CLK_TCK));
+  }
 
  private:
   pid_t pid_ = -1;
@@ -156,6 +168,7 @@ class NodeProc {
                                                     timeout.count(), " ms (logs in ", dir_, ")"));
   }
   void Kill() { child_->Stop(SIGKILL, std::chrono::milliseconds(0)); }
+  double CpuSeconds() const { return child_ ? child_->CpuSeconds() : 0; }
   // The grace outlasts the nodes' drain timeout (3 s for the scheduler here): a node that
   // uses its whole drain and then exits 0 still counts as a clean exit.
   int Terminate() { return child_->Stop(SIGTERM, std::chrono::milliseconds(8000)); }

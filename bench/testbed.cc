@@ -43,9 +43,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench.h"
+#include "bench/curves.h"
 #include "bench/procs.h"
 #include "bench/relay.h"
-#include "bench/stats.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/eval_file.h"
@@ -172,22 +172,16 @@ std::string ModelPath(const Testbed& t, const std::string& m) {
   return m.find('/') == std::string::npos ? t.models + "/" + m : m;
 }
 
-struct Sample {
-  bool ok = false;
-  double latency_ms = 0, first_ms = 0, end_s = 0;
-  int64_t cloud_tokens = 0;
-  std::string answer;
-  std::vector<bool> parts;
-};
 
 v1::Route RouteOf(const std::string& r) {
   return r == "cloud" ? v1::ROUTE_CLOUD : r == "sketch" ? v1::ROUTE_SKETCH : v1::ROUTE_AUTO;
 }
 
 // One open-loop run: Poisson arrivals at `rate` for `duration_s`; returns every sample.
+// `answers` gets each answer's text (its tokens are counted after the run).
 std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question>& qs,
                                 const std::string& route, double rate, const Testbed& t,
-                                uint64_t seed, size_t* next_question) {
+                                uint64_t seed, size_t* next_question, std::vector<std::string>* answers) {
   std::mt19937_64 rng(seed);
   std::exponential_distribution<double> gap(rate);
   std::vector<double> at;
@@ -196,6 +190,7 @@ std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question
     at.push_back(s);
   }
   std::vector<Sample> out(at.size());
+  answers->assign(at.size(), "");
   std::vector<std::thread> threads;
   threads.reserve(at.size());
   const auto t0 = Clock::now();
@@ -223,9 +218,9 @@ std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question
       s.first_ms = first < 0 ? s.latency_ms : first;
       s.end_s = std::chrono::duration<double>(end - t0).count();
       s.ok = st.ok() && !answer.text().empty();
-      s.answer = answer.text();
+      (*answers)[i] = answer.text();
       for (const v1::NodeTokens& n : answer.tokens()) {
-        if (n.node().rfind("cloud", 0) == 0) s.cloud_tokens += n.generated_tokens();
+        if (n.node().rfind("cloud", 0) == 0) s.cloud_tokens += double(n.generated_tokens());
       }
       s.parts = ScoreAnswer(q, answer);
     });
@@ -234,82 +229,24 @@ std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question
   return out;
 }
 
-std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate,
-                                      const Tokenizer* tok) {
-  std::vector<double> lat, first;
-  double makespan = 0, useful = 0, cloud = 0, right = 0, parts = 0;
-  int ok = 0;
-  for (const Sample& s : ss) {
-    if (!s.ok) continue;  // a shed query is counted in `failed`, not as wrong parts
-    for (bool b : s.parts) right += b, parts += 1;
-    ++ok;
-    lat.push_back(s.latency_ms);
-    first.push_back(s.first_ms);
-    makespan = std::max(makespan, s.end_s);
-    cloud += double(s.cloud_tokens);
-    if (tok) useful += double(tok->Encode(s.answer, false, false).size());
-  }
-  double mean = 0;
-  for (double v : lat) mean += v;
-  std::map<std::string, double> f;
-  f["offered_qps"] = rate;
-  f["sent"] = double(ss.size());
-  f["failed"] = double(ss.size() - size_t(ok));
-  f["throughput_qps"] = makespan > 0 ? ok / makespan : 0;
-  f["useful_tokens_per_s"] = makespan > 0 ? useful / makespan : 0;
-  f["latency_p50_ms"] = Percentile(lat, 0.5);
-  f["latency_p99_ms"] = Percentile(lat, 0.99);
-  f["latency_mean_ms"] = lat.empty() ? 0 : mean / double(lat.size());
-  f["first_content_p50_ms"] = Percentile(first, 0.5);
-  f["cloud_tokens_per_query"] = ok ? cloud / ok : 0;
-  f["part_accuracy"] = parts > 0 ? right / parts : 0;
+// CPU seconds each kind of process used during one run, and the run's wall time.
+struct CpuUse {
+  double scheduler = 0, cloud = 0, edges = 0, wall = 0;
+};
+
+// RunFigures plus the per-query scheduler cost and the nodes' utilization (the
+// simulator's inputs, bench/sim).
+std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate, const CpuUse& cpu) {
+  std::map<std::string, double> f = RunFigures(ss, rate);
+  f["scheduler_cpu_ms_per_query"] = ss.empty() ? 0 : cpu.scheduler * 1e3 / double(ss.size());
+  f["cloud_cpu_utilization"] = cpu.wall > 0 ? cpu.cloud / cpu.wall : 0;
+  f["edges_cpu_utilization"] = cpu.wall > 0 ? cpu.edges / cpu.wall : 0;
   return f;
 }
 
 std::string Hms(double s) {
   const int v = static_cast<int>(s + 0.5);
   return v >= 60 ? absl::StrFormat("%dm%02ds", v / 60, v % 60) : absl::StrFormat("%ds", v);
-}
-
-// testbed.dat and the gnuplot script; the PNGs when gnuplot is installed.
-void WritePlots(const std::string& dir, const json& curves, const Testbed& t) {
-  std::string dat = "# route offered_qps throughput_qps p50_ms p99_ms first_content_p50_ms\n";
-  for (const std::string& r : t.routes) {
-    dat += "# " + r + "\n";
-    for (const json& p : curves[r]) {
-      dat += absl::StrFormat("%s %g %g %g %g %g\n", r, p["offered_qps"].get<double>(),
-                             p["throughput_qps"].get<double>(), p["latency_p50_ms"].get<double>(),
-                             p["latency_p99_ms"].get<double>(), p["first_content_p50_ms"].get<double>());
-    }
-    dat += "\n\n";
-  }
-  WriteText(dir + "/testbed.dat", dat);
-  std::string gp = "set terminal pngcairo size 900,560\nset key top left\nset grid\n"
-                   "set xlabel 'offered load (queries/s)'\n";
-  auto plot = [&](const std::string& png, const std::string& ylabel,
-                  const std::vector<std::pair<int, std::string>>& cols) {
-    gp += "set output '" + dir + "/" + png + "'\nset ylabel '" + ylabel + "'\nplot ";
-    bool first = true;
-    for (size_t i = 0; i < t.routes.size(); ++i) {
-      for (const auto& [col, label] : cols) {
-        absl::StrAppend(&gp, first ? "" : ", ", "'", dir, "/testbed.dat' index ", i, " using 2:", col,
-                        " with linespoints title '", t.routes[i], " ", label, "'");
-        first = false;
-      }
-    }
-    gp += "\n";
-  };
-  plot("latency.png", "latency (ms)", {{4, "p50"}, {5, "p99"}});
-  plot("throughput.png", "completed queries/s", {{3, "completed"}});
-  plot("first_content.png", "time to first answer content, p50 (ms)", {{6, "first content"}});
-  WriteText(dir + "/testbed.gp", gp);
-  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
-    if (std::system(("gnuplot '" + dir + "/testbed.gp'").c_str()) != 0) {
-      std::fprintf(stderr, "bench testbed: gnuplot failed on %s/testbed.gp\n", dir.c_str());
-    }
-  } else {
-    std::fprintf(stderr, "bench testbed: no gnuplot: %s/testbed.gp written, no PNGs\n", dir.c_str());
-  }
 }
 
 }  // namespace
@@ -421,7 +358,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
   }
 
   // The runs: repeats outermost, routes in an order that alternates per repeat.
-  std::map<std::string, std::map<double, std::vector<std::map<std::string, double>>>> runs;
+  RunsByRoute runs;
   const int total = t.repeat * int(t.routes.size()) * int(t.rates.size());
   int done = 0;
   const auto start = Clock::now();
@@ -430,8 +367,22 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
     if (rep % 2) std::reverse(order.begin(), order.end());
     for (const std::string& r : order) {
       for (double rate : t.rates) {
-        const auto ss = RunOpenLoop(stub.get(), *all, r, rate, t, t.seed * 1000 + done, &next_q);
-        auto f = Figures(ss, rate, tok.get());
+        auto cpu_now = [&] {
+          CpuUse u{sched.CpuSeconds(), cloud.CpuSeconds(), 0,
+                   std::chrono::duration<double>(Clock::now().time_since_epoch()).count()};
+          for (auto& e : edges) u.edges += e->CpuSeconds();
+          return u;
+        };
+        const CpuUse before = cpu_now();
+        std::vector<std::string> answers;
+        auto ss = RunOpenLoop(stub.get(), *all, r, rate, t, t.seed * 1000 + done, &next_q, &answers);
+        const CpuUse after = cpu_now();
+        for (size_t i = 0; tok && i < ss.size(); ++i) {
+          ss[i].useful_tokens = double(tok->Encode(answers[i], false, false).size());
+        }
+        const CpuUse used{after.scheduler - before.scheduler, after.cloud - before.cloud,
+                          after.edges - before.edges, after.wall - before.wall};
+        auto f = Figures(ss, rate, used);
         runs[r][rate].push_back(f);
         ++done;
         const double el = std::chrono::duration<double>(Clock::now() - start).count();
@@ -446,18 +397,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
   }
 
   // Curves, knees and the ratios.
-  json curves = json::object(), knees = json::object();
-  for (const std::string& r : t.routes) {
-    curves[r] = json::array();
-    double knee = 0;
-    for (double rate : t.rates) {
-      json p = SummarizeRuns(runs[r][rate]);
-      if (p["throughput_qps"].get<double>() >= 0.9 * rate && p["failed"].get<double>() == 0) knee = rate;
-      curves[r].push_back(p);
-    }
-    knees[r] = knee;
-  }
-  json out;
+  json out = SummarizeCurves(runs, {t.routes, t.rates, t.slo_p99_ms, t.moderate_rate});
   out["config"] = a->Str("config");
   out["layout"] = {{"cloud_cpus", t.cloud.cpus}, {"edge_cpus", t.edge.cpus},
                    {"scheduler_cpus", t.scheduler.cpus}, {"edges", t.edges},
@@ -467,53 +407,15 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
                 "cloud's CPUs alone); links emulated by a user-space relay (no netem here)";
   out["questions"] = all->size();
   out["duration_s"] = t.duration_s;
+  out["queries_per_run"] = t.queries;
   out["repeat"] = t.repeat;
-  out["curves"] = curves;
-  out["knee_qps"] = knees;
-  const bool both = runs.count("cloud") && runs.count("sketch");
-  if (both) {
-    double slo = t.slo_p99_ms;
-    if (slo <= 0) slo = 5 * curves["cloud"][0]["latency_p99_ms"].get<double>();
-    auto best = [&](const std::string& r) {
-      double b = 0;
-      for (const json& p : curves[r]) {
-        if (p["latency_p99_ms"].get<double>() <= slo) b = std::max(b, p["throughput_qps"].get<double>());
-      }
-      return b;
-    };
-    const double moderate = t.moderate_rate > 0 ? t.moderate_rate : t.rates.front();
-    auto at = [&](const std::string& r, const char* key) {
-      for (const json& p : curves[r]) {
-        if (p["offered_qps"].get<double>() == moderate) return p[key].get<double>();
-      }
-      return 0.0;
-    };
-    // Quality where the route is not overloaded (no query shed): at overload answers are
-    // timed out or shed, which says nothing about the route's answers.
-    auto accuracy = [&](const std::string& r) {
-      std::vector<double> v;
-      for (const json& p : curves[r]) {
-        if (p["failed"].get<double>() == 0) v.push_back(p["part_accuracy"].get<double>());
-      }
-      double m = 0;
-      for (double x : v) m += x;
-      return v.empty() ? 0 : m / double(v.size());
-    };
-    out["slo_p99_ms"] = slo;
-    out["cloud_qps_at_slo"] = best("cloud");
-    out["sketch_qps_at_slo"] = best("sketch");
-    out["throughput_ratio"] = best("cloud") > 0 ? best("sketch") / best("cloud") : 0.0;
-    out["moderate_rate_qps"] = moderate;
-    out["latency_ratio"] = at("cloud", "latency_mean_ms") > 0
-                               ? at("sketch", "latency_mean_ms") / at("cloud", "latency_mean_ms")
-                               : 0.0;
-    out["quality_delta_points"] = (accuracy("sketch") - accuracy("cloud")) * 100;
-  }
   if (!a->Str("out").empty()) {
     std::error_code ec;
     fs::create_directories(a->Str("out"), ec);
     WriteText(a->Str("out") + "/testbed.json", out.dump(2) + "\n");
-    WritePlots(a->Str("out"), curves, t);
+    Series series;
+    for (const std::string& r : t.routes) series.push_back({r, out["curves"][r]});
+    WriteCurvePlots(a->Str("out"), series, "testbed");
   }
   for (auto& l : links) l->Stop();
   (void)sched.Terminate();
@@ -521,27 +423,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
   cloud.Kill();
   if (!a->Flag("keep")) fs::remove_all(dir);
 
-  if (!a->Flag("json")) {
-    for (const std::string& r : t.routes) {
-      std::printf("%s route (knee %g q/s):\n", r.c_str(), knees[r].get<double>());
-      for (const json& p : curves[r]) {
-        std::printf("  %6g q/s offered: %6.2f q/s [%.2f, %.2f], p50 %7.1f ms, p99 %7.1f ms, mean %7.1f ms, "
-                    "first content %6.1f ms, cloud tokens/query %5.1f, parts %.2f %%\n",
-                    p["offered_qps"].get<double>(), p["throughput_qps"].get<double>(),
-                    p["throughput_qps_range"][0].get<double>(), p["throughput_qps_range"][1].get<double>(),
-                    p["latency_p50_ms"].get<double>(), p["latency_p99_ms"].get<double>(),
-                    p["latency_mean_ms"].get<double>(), p["first_content_p50_ms"].get<double>(),
-                    p["cloud_tokens_per_query"].get<double>(), p["part_accuracy"].get<double>() * 100);
-      }
-    }
-    if (both) {
-      std::printf("throughput_ratio %.2f (at p99 <= %.0f ms), latency_ratio %.2f (at %g q/s), "
-                  "quality_delta_points %+.2f\n",
-                  out["throughput_ratio"].get<double>(), out["slo_p99_ms"].get<double>(),
-                  out["latency_ratio"].get<double>(), out["moderate_rate_qps"].get<double>(),
-                  out["quality_delta_points"].get<double>());
-    }
-  }
+  if (!a->Flag("json")) PrintCurves(out, t.routes);
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

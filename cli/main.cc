@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   if (cmd == "local") return pice::cli::RunLocal(args);
   if (cmd == "policy") return pice::cli::RunPolicy(args);
   if (cmd == "bench") {
-    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos, testbed)", 2);
+    if (args.empty()) return pice::cli::Fail("bench", "which benchmark? (engine, quality, e2e, chaos, testbed, sim)", 2);
     const std::string what = args[0];
     args.erase(args.begin());
     if (what == "engine") return pice::bench::RunBenchEngine(args);
@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     if (what == "e2e") return pice::bench::RunBenchE2e(args);
     if (what == "chaos") return pice::bench::RunBenchChaos(args);
     if (what == "testbed") return pice::bench::RunBenchTestbed(args);
-    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos, testbed)",
+    if (what == "sim") return pice::bench::RunBenchSim(args);
+    return pice::cli::Fail("bench", "unknown benchmark '" + what + "' (engine, quality, e2e, chaos, testbed, sim)",
                            2);
   }
   std::fprintf(stderr, "pice: unknown command '%s'\n%s", cmd.c_str(),

@@ -78,6 +78,10 @@ constexpr Command kCommands[] = {
      "            [--repeat N] [--keep]\n"
      "            nodes pinned to CPUs behind emulated links; open-loop Poisson load per\n"
      "            route and rate; knees, throughput_ratio, latency_ratio, quality delta\n"},
+    {"bench sim", false,
+     "  bench sim --config FILE [--calibrate TESTBED_JSON | --scale] [--json] [--out DIR]\n"
+     "            discrete-event simulator from measured profiles: the testbed's curves,\n"
+     "            side by side with a testbed run, or 10..10,000 edges with churn\n"},
 };
 
 constexpr char kExit[] =

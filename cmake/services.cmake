@@ -73,8 +73,9 @@ target_link_libraries(pice PRIVATE pice_services)
 if(PICE_BUILD_TESTS)
   file(GLOB PICE_UNIT_TEST_SRCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/*_test.cc)
   if(PICE_UNIT_TEST_SRCS)
-    # bench/relay.cc: the testbed's emulated link, tested on its own.
-    add_executable(unit_tests ${PICE_UNIT_TEST_SRCS} ${CMAKE_SOURCE_DIR}/bench/relay.cc)
+    # bench/relay.cc: the testbed's emulated link; bench/sim/sim.cc: the simulator's model.
+    add_executable(unit_tests ${PICE_UNIT_TEST_SRCS} ${CMAKE_SOURCE_DIR}/bench/relay.cc
+                   ${CMAKE_SOURCE_DIR}/bench/sim/sim.cc)
     target_link_libraries(unit_tests PRIVATE pice_services GTest::gtest GTest::gtest_main)
     target_compile_definitions(unit_tests PRIVATE PICE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
     gtest_discover_tests(unit_tests DISCOVERY_TIMEOUT 60)
