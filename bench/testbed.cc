@@ -409,6 +409,8 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
   out["duration_s"] = t.duration_s;
   out["queries_per_run"] = t.queries;
   out["repeat"] = t.repeat;
+  out["routes"] = t.routes;  // the run order and seeds: `pice bench sim --calibrate` replays them
+  out["seed"] = t.seed;
   if (!a->Str("out").empty()) {
     std::error_code ec;
     fs::create_directories(a->Str("out"), ec);

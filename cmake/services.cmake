@@ -95,6 +95,8 @@ if(PICE_BUILD_TESTS)
   # A one-second pice bench testbed run: pinned nodes, emulated links, both routes.
   add_test(NAME TestbedSmoke COMMAND ${CMAKE_SOURCE_DIR}/scripts/testbed-smoke.sh ${CMAKE_BINARY_DIR})
   set_tests_properties(TestbedSmoke PROPERTIES RUN_SERIAL TRUE TIMEOUT 300)
+  add_test(NAME SimSmoke COMMAND ${CMAKE_SOURCE_DIR}/scripts/sim-smoke.sh ${CMAKE_BINARY_DIR})
+  set_tests_properties(SimSmoke PROPERTIES TIMEOUT 120)
   # The official openai npm SDK against pice local's HTTP API (Node.js from Debian).
   add_test(NAME OpenAISdkTest
            COMMAND ${CMAKE_SOURCE_DIR}/scripts/openai-sdk-test.sh ${CMAKE_BINARY_DIR})

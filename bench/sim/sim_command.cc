@@ -34,6 +34,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -260,17 +261,21 @@ std::map<std::string, double> SimFigures(const sim::RunResult& r, double rate) {
   return f;
 }
 
-// Every route x rate x repeat; seeds differ per repeat as the testbed's do.
+// Every repeat x route x rate, in the testbed's order and with its seeds (seed * 1000 + the
+// run's index; routes reversed on odd repeats): the same arrival times as a testbed run.
 RunsByRoute Curves(const SimFile& f, const std::vector<std::string>& routes,
                    const std::map<std::pair<std::string, double>, int>& queries) {
   RunsByRoute runs;
+  uint64_t index = 0;
   for (int rep = 0; rep < f.repeat; ++rep) {
-    for (const std::string& route : routes) {
+    std::vector<std::string> order = routes;
+    if (rep % 2) std::reverse(order.begin(), order.end());
+    for (const std::string& route : order) {
       for (double rate : f.rates) {
         sim::RunSpec run = f.run;
         run.route = route;
         run.rate = rate;
-        run.seed = f.run.seed * 1000 + uint64_t(rep) * 7919 + uint64_t(rate * 1000);
+        run.seed = f.run.seed * 1000 + index++;
         if (auto it = queries.find({route, rate}); it != queries.end()) run.queries = it->second;
         runs[route][rate].push_back(SimFigures(sim::Simulate(f.topo, f.work, run), rate));
       }
@@ -279,14 +284,35 @@ RunsByRoute Curves(const SimFile& f, const std::vector<std::string>& routes,
   return runs;
 }
 
+// The testbed run's route order and seed: in its JSON, else its config file's `load:`,
+// else the defaults.
+void TestbedOrder(const json& tb, std::vector<std::string>* routes, uint64_t* seed) {
+  std::vector<std::string> listed;
+  int s = 1;
+  if (tb.contains("routes")) {
+    listed = tb["routes"].get<std::vector<std::string>>();
+    s = tb.value("seed", 1);
+  } else if (auto cfg = ConfigNode::LoadFile(tb.value("config", "")); cfg.ok() && cfg->Has("load")) {
+    const ConfigNode l = cfg->Child("load");
+    (void)l.ReadStringList("routes", &listed);
+    (void)l.ReadInt("seed", &s, 0, 1 << 30);
+  }
+  if (listed.empty()) listed = {"cloud", "sketch", "auto"};
+  std::vector<std::string> out;
+  for (const std::string& r : listed) {
+    if (tb["curves"].contains(r)) out.push_back(r);
+  }
+  *routes = out;
+  *seed = uint64_t(s);
+}
+
 // The testbed's figures against the simulator's, point by point.
 json Calibrate(SimFile& f, const json& tb, std::vector<std::string>* routes) {
   std::map<std::pair<std::string, double>, int> queries;
-  routes->clear();
+  TestbedOrder(tb, routes, &f.run.seed);
   std::set<double> rates;
-  for (const auto& [route, points] : tb["curves"].items()) {
-    routes->push_back(route);
-    for (const json& p : points) {
+  for (const std::string& route : *routes) {
+    for (const json& p : tb["curves"][route]) {
       rates.insert(p["offered_qps"].get<double>());
       queries[{route, p["offered_qps"].get<double>()}] = int(std::lround(p["sent"].get<double>()));
     }
@@ -398,14 +424,45 @@ json ScaleStudy(const SimFile& f, bool quiet) {
   return rows;
 }
 
+// scale.dat / scale.gp and the PNGs: p99 latency and scheduler utilization against the
+// edge count, one line per (schedulers, load_poll).
+void WriteScalePlots(const std::string& dir, const json& rows) {
+  std::map<std::pair<int, double>, std::string> lines;
+  for (const json& r : rows) {
+    lines[{r["schedulers"].get<int>(), r["load_poll_s"].get<double>()}] +=
+        absl::StrFormat("%d %g %g %g\n", r["edges"].get<int>(), r["latency_p99_ms"].get<double>() / 1e3,
+                        r["scheduler_utilization"].get<double>() * 100, r["cloud_cpu_utilization"].get<double>() * 100);
+  }
+  std::string dat, gp = "set terminal pngcairo size 900,560\nset key top left\nset grid\nset logscale x\n"
+                        "set xlabel 'edges (offered load grows with them)'\n";
+  std::vector<std::string> titles;
+  for (const auto& [key, text] : lines) {
+    dat += "# " + std::to_string(key.first) + " schedulers, poll " + absl::StrFormat("%g", key.second) + "s\n" + text + "\n\n";
+    titles.push_back(absl::StrFormat("%d scheduler%s, load_poll %gs", key.first, key.first > 1 ? "s" : "", key.second));
+  }
+  std::ofstream(dir + "/scale.dat", std::ios::trunc) << dat;
+  for (const auto& [png, col, label] : std::vector<std::tuple<std::string, int, std::string>>{
+           {"scale_p99.png", 2, "p99 latency (s)"}, {"scale_scheduler.png", 3, "scheduler CPU (% of its cores)"}}) {
+    gp += "set output '" + dir + "/" + png + "'\nset ylabel '" + label + "'\nplot ";
+    for (size_t i = 0; i < titles.size(); ++i) {
+      absl::StrAppend(&gp, i ? ", " : "", "'", dir, "/scale.dat' index ", i, " using 1:", col,
+                      " with linespoints title '", titles[i], "'");
+    }
+    gp += "\n";
+  }
+  std::ofstream(dir + "/scale.gp", std::ios::trunc) << gp;
+  RunGnuplot(dir + "/scale.gp", "bench sim");
+}
+
 void PrintScale(const json& rows) {
   std::printf("%7s %6s %5s %7s | %9s %9s %9s %9s | %5s %5s %5s | %8s %6s %s\n", "edges", "clouds", "scheds",
-              "poll s", "offered", "done q/s", "p50 ms", "p99 ms", "sched", "cloud", "edge", "retry/q", "failed",
+              "poll s", "offered", "answered", "p50 ms", "p99 ms", "sched", "cloud", "edge", "retry/q", "failed",
               "saturated");
   for (const json& r : rows) {
-    std::printf("%7d %6d %5d %7.2f | %9.1f %9.1f %9.0f %9.0f | %4.0f%% %4.0f%% %4.0f%% | %8.3f %6.0f %s\n",
+    std::printf("%7d %6d %5d %7.2f | %9.1f %8.1f%% %9.0f %9.0f | %4.0f%% %4.0f%% %4.0f%% | %8.3f %6.0f %s\n",
                 r["edges"].get<int>(), r["clouds"].get<int>(), r["schedulers"].get<int>(),
-                r["load_poll_s"].get<double>(), r["offered_qps"].get<double>(), r["throughput_qps"].get<double>(),
+                r["load_poll_s"].get<double>(), r["offered_qps"].get<double>(),
+                100 * (1 - r["failed"].get<double>() / std::max(1.0, r["sent"].get<double>())),
                 r["latency_p50_ms"].get<double>(), r["latency_p99_ms"].get<double>(),
                 r["scheduler_utilization"].get<double>() * 100, r["cloud_cpu_utilization"].get<double>() * 100,
                 r["edges_cpu_utilization"].get<double>() * 100, r["retries_per_query"].get<double>(),
@@ -434,6 +491,7 @@ int RunBenchSim(const std::vector<std::string>& argv) {
     if (!f.has_scale) return Fail(c, a->Str("config") + ": --scale needs a `scale:` section", 2);
     out["scale"] = ScaleStudy(f, false);
     if (!a->Flag("json")) PrintScale(out["scale"]);
+    if (!dir.empty()) WriteScalePlots(dir, out["scale"]);
   } else if (!a->Str("calibrate").empty()) {
     std::ifstream in(a->Str("calibrate"));
     json tb = json::parse(in, nullptr, false);
