@@ -154,14 +154,16 @@ class Engine {
 // of this scheduler's own (a random order per scheduler, so replicas do not herd).
 class Pool {
  public:
-  Pool(int n, std::mt19937_64& rng) : own_(n, 0), healthy_(n, 1), rank_(n), by_rank_(n) {
+  // Node i is listed when i % shards == shard.
+  Pool(int n, std::mt19937_64& rng, int shard = 0, int shards = 1)
+      : own_(n, 0), healthy_(n, 0), listed_(n, 0), rank_(n), by_rank_(n) {
     for (int i = 0; i < n; ++i) by_rank_[i] = i;
     std::shuffle(by_rank_.begin(), by_rank_.end(), rng);
-    for (int r = 0; r < n; ++r) {
-      rank_[by_rank_[r]] = r;
-      order_.insert({0, r});
+    for (int r = 0; r < n; ++r) rank_[by_rank_[r]] = r;
+    for (int i = shard; i < n; i += shards) {
+      listed_[i] = 1;
+      SetHealthy(i, true);
     }
-    healthy_count_ = n;
   }
   int Pick(const std::vector<int>& exclude) const {
     for (const auto& [calls, r] : order_) {
@@ -177,7 +179,7 @@ class Pool {
     if (healthy_[i]) order_.insert({own_[i], rank_[i]});
   }
   void SetHealthy(int i, bool h) {
-    if (healthy_[i] == h) return;
+    if (!listed_[i] || healthy_[i] == h) return;
     healthy_[i] = h;
     healthy_count_ += h ? 1 : -1;
     if (h) {
@@ -192,7 +194,7 @@ class Pool {
 
  private:
   std::vector<int> own_;
-  std::vector<char> healthy_;
+  std::vector<char> healthy_, listed_;
   std::vector<int> rank_, by_rank_;
   std::set<std::pair<int, int>> order_;
   int healthy_count_ = 0, total_ = 0;
@@ -231,11 +233,14 @@ class Sim {
             std::make_unique<Engine>(&loop_, &t.edge, &edge_cpus_[e / t.edges_per_cpu]));
       }
     }
-    for (int s = 0; s < std::max(1, t.sched.replicas); ++s) {
-      scheds_.push_back(Scheduler{Pool(t.edges, rng_), Pool(t.clouds, rng_),
+    const int replicas = std::max(1, t.sched.replicas);
+    const int shards = t.sched.shard_edges ? std::min(replicas, t.edges) : 1;
+    for (int s = 0; s < replicas; ++s) {
+      scheds_.push_back(Scheduler{Pool(t.edges, rng_, s % shards, shards), Pool(t.clouds, rng_),
                                   std::vector<double>(std::max(1, t.sched.threads), 0.0), 0});
     }
-    probe_share_ = t.edges * t.sched.cpu_s_per_probe / t.sched.load_poll_s / std::max(1, t.sched.threads);
+    listed_edges_ = (t.edges + shards - 1) / shards;
+    probe_share_ = listed_edges_ * t.sched.cpu_s_per_probe / t.sched.load_poll_s / std::max(1, t.sched.threads);
     prompt_.assign(size_t(w.prompt_tokens) * 4, 'x');
   }
 
@@ -318,7 +323,7 @@ class Sim {
     if (run_.route == "auto") sketch = DecideSketch(q->sched);
     q->r.sketch = sketch;
     const double cpu = sketch ? t_.sched.cpu_s_sketch_query +
-                                    w_.points * t_.edges * t_.sched.cpu_s_per_edge_scan
+                                    w_.points * listed_edges_ * t_.sched.cpu_s_per_edge_scan
                               : t_.sched.cpu_s_cloud_query;
     SchedWork(q->sched, cpu, [this, q, sketch] { sketch ? Sketch(q) : Full(q); });
   }
@@ -494,6 +499,7 @@ class Sim {
   std::vector<EdgeNode> edges_;
   std::vector<Scheduler> scheds_;
   double probe_share_ = 0;
+  int listed_edges_ = 0;  // edges each scheduler lists (probes and scans)
   std::string prompt_;
   std::vector<QueryResult> results_;
   size_t finished_ = 0;

@@ -74,6 +74,10 @@ struct SchedulerModel {
   double cpu_s_per_probe = 40e-6;
   double load_poll_s = 0.2;
   int max_edge_attempts = 2;
+  // Each replica lists only its share of the edges (edge i belongs to replica i % replicas,
+  // as with one DNS name per site): it probes and scans N / replicas edges. Otherwise
+  // every replica lists, probes and scans them all.
+  bool shard_edges = false;
 };
 
 struct Topology {

@@ -59,6 +59,7 @@ struct Scale {
   std::vector<int> edges;
   std::vector<int> schedulers = {1};
   std::vector<double> load_polls;
+  std::vector<bool> shard = {false};
   double rate_per_edge = 0.1, duration_s = 30, mttf_s = 0, mttr_s = 60;
   int edges_per_cloud = 10;
   std::string route = "sketch";
@@ -150,7 +151,8 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   }
   const ConfigNode s = root.Child("scheduler");
   PICE_RETURN_IF_ERROR(s.CheckKeys({"replicas", "threads", "cpu_per_query", "cpu_per_probe",
-                                    "cpu_per_edge_scan_ns", "load_poll", "max_edge_attempts", "policy"}));
+                                    "cpu_per_edge_scan_ns", "load_poll", "max_edge_attempts", "shard_edges",
+                                    "policy"}));
   sim::SchedulerModel& m = t.sched;
   PICE_RETURN_IF_ERROR(s.ReadInt("replicas", &m.replicas, 1, 1024));
   PICE_RETURN_IF_ERROR(s.ReadInt("threads", &m.threads, 1, 1024));
@@ -166,6 +168,7 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   m.cpu_s_per_edge_scan = scan_ns * 1e-9;
   PICE_RETURN_IF_ERROR(s.ReadSeconds("load_poll", &m.load_poll_s, 0.001, 60));
   PICE_RETURN_IF_ERROR(s.ReadInt("max_edge_attempts", &m.max_edge_attempts, 1, 64));
+  PICE_RETURN_IF_ERROR(s.ReadBool("shard_edges", &m.shard_edges));
   if (s.Has("policy")) {
     PICE_ASSIGN_OR_RETURN(t.policy, scheduler::ParsePolicy(s.Child("policy")));
   } else {
@@ -205,7 +208,7 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   if (root.Has("scale")) {
     const ConfigNode g = root.Child("scale");
     PICE_RETURN_IF_ERROR(g.CheckKeys({"edges", "schedulers", "load_poll", "rate_per_edge", "edges_per_cloud",
-                                      "duration", "route", "churn"}));
+                                      "duration", "route", "churn", "shard_edges"}));
     PICE_RETURN_IF_ERROR(g.Require("edges"));
     f.has_scale = true;
     Scale& sc = f.scale;
@@ -230,6 +233,15 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
       }
     } else {
       sc.load_polls = {t.sched.load_poll_s};
+    }
+    if (g.Has("shard_edges")) {
+      std::vector<std::string> v;
+      PICE_RETURN_IF_ERROR(g.ReadStringList("shard_edges", &v));
+      sc.shard.clear();
+      for (const std::string& x : v) {
+        if (x != "true" && x != "false") return g.ChildError("shard_edges", "expected true and/or false");
+        sc.shard.push_back(x == "true");
+      }
     }
     PICE_RETURN_IF_ERROR(g.ReadDouble("rate_per_edge", &sc.rate_per_edge, 1e-9, 1e6));
     PICE_RETURN_IF_ERROR(g.ReadInt("edges_per_cloud", &sc.edges_per_cloud, 1, 1000000));
@@ -372,13 +384,19 @@ std::string Hms(double s) {
 json ScaleStudy(const SimFile& f, bool quiet) {
   const Scale& sc = f.scale;
   json rows = json::array();
-  const size_t total = sc.edges.size() * sc.schedulers.size() * sc.load_polls.size();
+  size_t total = 0;
+  for (int s : sc.schedulers) {
+    for (bool shard : sc.shard) total += (shard && s == 1) ? 0 : sc.edges.size() * sc.load_polls.size();
+  }
   size_t done = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int n : sc.edges) {
     for (int s : sc.schedulers) {
       for (double poll : sc.load_polls) {
+       for (bool shard : sc.shard) {
+        if (shard && s == 1) continue;  // one scheduler lists every edge either way
         sim::Topology t = f.topo;
+        t.sched.shard_edges = shard;
         t.edges = n;
         t.clouds = std::max(1, (n + sc.edges_per_cloud - 1) / sc.edges_per_cloud);
         t.sched.replicas = s;
@@ -399,9 +417,11 @@ json ScaleStudy(const SimFile& f, bool quiet) {
         row["clouds"] = t.clouds;
         row["schedulers"] = s;
         row["load_poll_s"] = poll;
-        row["probes_per_s_per_scheduler"] = n / poll;
+        const int listed = shard ? (n + s - 1) / s : n;
+        row["sharded"] = shard;
+        row["probes_per_s_per_scheduler"] = listed / poll;
         row["scheduler_cpu_ms_per_query"] =
-            (t.sched.cpu_s_sketch_query + f.work.points * n * t.sched.cpu_s_per_edge_scan) * 1e3;
+            (t.sched.cpu_s_sketch_query + f.work.points * listed * t.sched.cpu_s_per_edge_scan) * 1e3;
         row["simulated_s"] = r.span_s;
         row["events"] = r.events;
         row["wall_s"] = wall;
@@ -418,6 +438,7 @@ json ScaleStudy(const SimFile& f, bool quiet) {
                        "elapsed %s, about %s left\n", done, total, n, s, poll, fig["throughput_qps"],
                        fig["latency_p99_ms"], Hms(el).c_str(), Hms(el / double(done) * double(total - done)).c_str());
         }
+       }
       }
     }
   }
@@ -427,9 +448,9 @@ json ScaleStudy(const SimFile& f, bool quiet) {
 // scale.dat / scale.gp and the PNGs: p99 latency and scheduler utilization against the
 // edge count, one line per (schedulers, load_poll).
 void WriteScalePlots(const std::string& dir, const json& rows) {
-  std::map<std::pair<int, double>, std::string> lines;
+  std::map<std::tuple<int, double, bool>, std::string> lines;
   for (const json& r : rows) {
-    lines[{r["schedulers"].get<int>(), r["load_poll_s"].get<double>()}] +=
+    lines[{r["schedulers"].get<int>(), r["load_poll_s"].get<double>(), r["sharded"].get<bool>()}] +=
         absl::StrFormat("%d %g %g %g\n", r["edges"].get<int>(), r["latency_p99_ms"].get<double>() / 1e3,
                         r["scheduler_utilization"].get<double>() * 100, r["cloud_cpu_utilization"].get<double>() * 100);
   }
@@ -437,8 +458,10 @@ void WriteScalePlots(const std::string& dir, const json& rows) {
                         "set xlabel 'edges (offered load grows with them)'\n";
   std::vector<std::string> titles;
   for (const auto& [key, text] : lines) {
-    dat += "# " + std::to_string(key.first) + " schedulers, poll " + absl::StrFormat("%g", key.second) + "s\n" + text + "\n\n";
-    titles.push_back(absl::StrFormat("%d scheduler%s, load_poll %gs", key.first, key.first > 1 ? "s" : "", key.second));
+    const auto& [n, poll, shard] = key;
+    titles.push_back(absl::StrFormat("%d scheduler%s%s, load_poll %gs", n, n > 1 ? "s" : "",
+                                     shard ? " (edges sharded)" : "", poll));
+    dat += "# " + titles.back() + "\n" + text + "\n\n";
   }
   std::ofstream(dir + "/scale.dat", std::ios::trunc) << dat;
   for (const auto& [png, col, label] : std::vector<std::tuple<std::string, int, std::string>>{
@@ -455,13 +478,13 @@ void WriteScalePlots(const std::string& dir, const json& rows) {
 }
 
 void PrintScale(const json& rows) {
-  std::printf("%7s %6s %5s %7s | %9s %9s %9s %9s | %5s %5s %5s | %8s %6s %s\n", "edges", "clouds", "scheds",
-              "poll s", "offered", "answered", "p50 ms", "p99 ms", "sched", "cloud", "edge", "retry/q", "failed",
+  std::printf("%7s %6s %5s %5s %7s | %9s %9s %9s %9s | %5s %5s %5s | %8s %6s %s\n", "edges", "clouds", "scheds",
+              "shard", "poll s", "offered", "answered", "p50 ms", "p99 ms", "sched", "cloud", "edge", "retry/q", "failed",
               "saturated");
   for (const json& r : rows) {
-    std::printf("%7d %6d %5d %7.2f | %9.1f %8.1f%% %9.0f %9.0f | %4.0f%% %4.0f%% %4.0f%% | %8.3f %6.0f %s\n",
+    std::printf("%7d %6d %5d %5s %7.2f | %9.1f %8.1f%% %9.0f %9.0f | %4.0f%% %4.0f%% %4.0f%% | %8.3f %6.0f %s\n",
                 r["edges"].get<int>(), r["clouds"].get<int>(), r["schedulers"].get<int>(),
-                r["load_poll_s"].get<double>(), r["offered_qps"].get<double>(),
+                r["sharded"].get<bool>() ? "yes" : "no", r["load_poll_s"].get<double>(), r["offered_qps"].get<double>(),
                 100 * (1 - r["failed"].get<double>() / std::max(1.0, r["sent"].get<double>())),
                 r["latency_p50_ms"].get<double>(), r["latency_p99_ms"].get<double>(),
                 r["scheduler_utilization"].get<double>() * 100, r["cloud_cpu_utilization"].get<double>() * 100,

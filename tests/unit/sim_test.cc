@@ -181,3 +181,23 @@ TEST(SimScheduler, ProbesThatFillTheCpuStopTheScheduler) {
 
 }  // namespace
 }  // namespace pice::bench::sim
+
+namespace pice::bench::sim {
+namespace {
+
+TEST(SimScheduler, ShardedEdgesSplitTheProbes) {
+  Topology t = Simple();
+  t.edges = 100;
+  t.sched.replicas = 2;
+  t.sched.cpu_s_per_probe = 0.0024;  // 100 edges every 0.2 s: 1.2 cores each, 0.6 sharded
+  RunSpec run = One("sketch", 4, 1);
+  run.timeout_s = 30;
+  for (const QueryResult& q : Simulate(t, Small(), run).queries) EXPECT_FALSE(q.ok);
+  t.sched.shard_edges = true;
+  const RunResult r = Simulate(t, Small(), run);
+  for (const QueryResult& q : r.queries) EXPECT_TRUE(q.ok);
+  EXPECT_NEAR(r.scheduler_utilization, 0.6, 0.05);
+}
+
+}  // namespace
+}  // namespace pice::bench::sim
