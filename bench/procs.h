@@ -140,16 +140,25 @@ class NodeProc {
       : binary_(std::move(binary)), config_(std::move(config)), dir_(std::move(dir)),
         name_(std::move(name)), service_(service), cpus_(std::move(cpus)) {}
 
+  // Listens on `host` (its config must say so too), started through `prefix` (e.g. `ip
+  // netns exec NS`). Before Start.
+  void SetNetwork(std::string host, std::vector<std::string> prefix) {
+    host_ = std::move(host);
+    prefix_ = std::move(prefix);
+  }
   // Starts on `port` (0 = any free port); Ready() waits for SERVING.
   void Start(int port) {
     const std::string port_file = dir_ + "/" + name_ + ".port";
     std::error_code ec;
     fs::remove(port_file, ec);
     port_ = port;
-    std::vector<std::string> argv = {binary_, "--config", config_, "--port-file", port_file};
+    std::vector<std::string> argv = prefix_;
+    for (const std::string& a : {binary_, std::string("--config"), config_, std::string("--port-file"), port_file}) {
+      argv.push_back(a);
+    }
     if (port > 0) {
       argv.push_back("--listen");
-      argv.push_back("127.0.0.1:" + std::to_string(port));
+      argv.push_back(host_ + ":" + std::to_string(port));
     }
     child_ = std::make_unique<Child>(argv, dir_ + "/" + name_, cpus_);
   }
@@ -172,13 +181,15 @@ class NodeProc {
   // The grace outlasts the nodes' drain timeout (3 s for the scheduler here): a node that
   // uses its whole drain and then exits 0 still counts as a clean exit.
   int Terminate() { return child_->Stop(SIGTERM, std::chrono::milliseconds(8000)); }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
   int port() const { return port_; }
 
  private:
   std::string binary_, config_, dir_, name_;
   const char* service_;
   std::string cpus_;
+  std::string host_ = "127.0.0.1";
+  std::vector<std::string> prefix_;
   int port_ = 0;
   std::unique_ptr<Child> child_;
 };

@@ -27,6 +27,7 @@
 // The edges are extra hardware by design: the comparison is cloud-only on the cloud's CPUs
 // against the same cloud plus edges on other CPUs.
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,6 +45,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench.h"
 #include "bench/curves.h"
+#include "bench/netns.h"
 #include "bench/procs.h"
 #include "bench/relay.h"
 #include "cli/client.h"
@@ -77,6 +79,7 @@ struct Testbed {
   int edges = 2;
   Placement cloud, edge, scheduler;
   std::string scheduler_extra;       // YAML appended to the scheduler's config
+  bool namespaces = false;           // network: {namespaces: true}: bench/netns.h
   std::vector<double> rates;
   double duration_s = 10, timeout_s = 60, slo_p99_ms = 0, moderate_rate = 0;
   int queries = 0;  // > 0: exactly this many arrivals per run (instead of `duration`)
@@ -111,7 +114,7 @@ absl::Status ReadPlacement(const ConfigNode& n, Placement* p) {
 absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
   PICE_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadFile(path));
   PICE_RETURN_IF_ERROR(root.CheckKeys(
-      {"models", "template", "eval", "cloud", "edges", "scheduler", "load", "slo_p99", "moderate_rate"}));
+      {"models", "template", "eval", "cloud", "edges", "scheduler", "load", "slo_p99", "moderate_rate", "network"}));
   Testbed t;
   PICE_RETURN_IF_ERROR(root.ReadPath("models", &t.models));
   PICE_RETURN_IF_ERROR(root.ReadPath("template", &t.tmpl));
@@ -136,6 +139,11 @@ absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
   PICE_RETURN_IF_ERROR(s.CheckKeys({"cpus", "extra"}));
   PICE_RETURN_IF_ERROR(ReadPlacement(s, &t.scheduler));
   PICE_RETURN_IF_ERROR(s.ReadString("extra", &t.scheduler_extra));
+  if (root.Has("network")) {
+    const ConfigNode net = root.Child("network");
+    PICE_RETURN_IF_ERROR(net.CheckKeys({"namespaces"}));
+    PICE_RETURN_IF_ERROR(net.ReadBool("namespaces", &t.namespaces));
+  }
   const ConfigNode l = root.Child("load");
   PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "duration", "queries", "routes", "repeat", "timeout", "seed"}));
   PICE_RETURN_IF_ERROR(l.ReadInt("queries", &t.queries, 0, 1000000));
@@ -232,7 +240,14 @@ std::vector<Sample> RunOpenLoop(v1::Pice::Stub* stub, const std::vector<Question
 // CPU seconds each kind of process used during one run, and the run's wall time.
 struct CpuUse {
   double scheduler = 0, cloud = 0, edges = 0, wall = 0;
+  double load = 0;  // this process: the clients and the links (on the scheduler's CPUs)
 };
+
+double SelfCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 // RunFigures plus the per-query scheduler cost and the nodes' utilization (the
 // simulator's inputs, bench/sim).
@@ -241,6 +256,8 @@ std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate
   f["scheduler_cpu_ms_per_query"] = ss.empty() ? 0 : cpu.scheduler * 1e3 / double(ss.size());
   f["cloud_cpu_utilization"] = cpu.wall > 0 ? cpu.cloud / cpu.wall : 0;
   f["edges_cpu_utilization"] = cpu.wall > 0 ? cpu.edges / cpu.wall : 0;
+  f["scheduler_cpu_utilization"] = cpu.wall > 0 ? cpu.scheduler / cpu.wall : 0;
+  f["load_cpu_utilization"] = cpu.wall > 0 ? cpu.load / cpu.wall : 0;
   return f;
 }
 
@@ -285,25 +302,56 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
   const std::string dir = tmpl;
   cpu_set_t self;
   if (ParseCpus(t.scheduler.cpus, &self)) sched_setaffinity(0, sizeof self, &self);
-  auto node_yaml = [&](const std::string& name, const Placement& p) {
-    return absl::StrCat("node: ", name, "\nlisten: 127.0.0.1:0\ntemplate: ", t.tmpl,
+  // Namespaces when the file asks and the machine allows: each node behind its own veth,
+  // bandwidth shaped by tc; otherwise loopback, every link property in the relay.
+  std::unique_ptr<NetnsLab> lab;
+  std::string network = "loopback; delay, jitter, bandwidth and loss in a user-space relay (no netem here)";
+  if (t.namespaces) {
+    auto l = NetnsLab::Create();
+    if (l.ok()) {
+      lab = *std::move(l);
+      network = "a network namespace per node (veth to a bridge), bandwidth by tc tbf; delay, jitter and "
+                "loss in a user-space relay (no netem here)";
+    } else {
+      std::fprintf(stderr, "bench testbed: no network namespaces (%s): the nodes run on loopback\n",
+                   std::string(l.status().message()).c_str());
+      network = "loopback (namespaces unavailable: " + std::string(l.status().message()) +
+                "); every link property in a user-space relay";
+    }
+  }
+  // Where a node listens; with namespaces, its link's bandwidth moves from the relay to tc.
+  auto place = [&](NodeProc* p, LinkSpec* link) -> absl::StatusOr<std::string> {
+    if (!lab) return std::string("127.0.0.1");
+    PICE_ASSIGN_OR_RETURN(std::string addr, lab->AddNode(link->mbit));
+    p->SetNetwork(addr, lab->Exec(lab->size() - 1));
+    link->mbit = 0;
+    return addr;
+  };
+  auto node_yaml = [&](const std::string& name, const Placement& p, const std::string& host) {
+    return absl::StrCat("node: ", name, "\nlisten: ", host, ":0\ntemplate: ", t.tmpl,
                         "\nthreads: ", p.threads, "\nlog_level: warn\n");
   };
-  WriteText(dir + "/cloud.yaml",
-            node_yaml("cloud", t.cloud) + "model: " + ModelPath(t, t.cloud_model) + "\n");
   NodeProc cloud((bin / "pice-cloud").string(), dir + "/cloud.yaml", dir, "cloud",
                  v1::Cloud::service_full_name(), t.cloud.cpus);
+  LinkSpec cloud_spec = t.cloud.link;
+  auto cloud_host = place(&cloud, &cloud_spec);
+  if (!cloud_host.ok()) return Fail(c, std::string(cloud_host.status().message()));
+  WriteText(dir + "/cloud.yaml",
+            node_yaml("cloud", t.cloud, *cloud_host) + "model: " + ModelPath(t, t.cloud_model) + "\n");
   cloud.Start(0);
   std::vector<std::unique_ptr<NodeProc>> edges;
+  std::vector<LinkSpec> edge_specs(size_t(t.edges), t.edge.link);
   for (int i = 0; i < t.edges; ++i) {
     const std::string name = absl::StrCat("edge-", i + 1);
-    std::string y = node_yaml(name, t.edge) + "ensemble:\n";
+    edges.push_back(std::make_unique<NodeProc>((bin / "pice-edge").string(), dir + "/" + name + ".yaml",
+                                               dir, name, v1::Edge::service_full_name(), t.edge.cpus));
+    auto host = place(edges.back().get(), &edge_specs[size_t(i)]);
+    if (!host.ok()) return Fail(c, std::string(host.status().message()));
+    std::string y = node_yaml(name, t.edge, *host) + "ensemble:\n";
     for (const std::string& m : t.members) {
       absl::StrAppend(&y, "  - {name: ", fs::path(m).stem().string(), ", model: ", ModelPath(t, m), "}\n");
     }
     WriteText(dir + "/" + name + ".yaml", y);
-    edges.push_back(std::make_unique<NodeProc>((bin / "pice-edge").string(), dir + "/" + name + ".yaml",
-                                               dir, name, v1::Edge::service_full_name(), t.edge.cpus));
     edges.back()->Start(0);
   }
   const auto boot = std::chrono::milliseconds(120000);
@@ -317,11 +365,11 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
     links.push_back(std::move(r));
     return links.back()->address();
   };
-  auto cloud_link = link(cloud.address(), t.cloud.link);
+  auto cloud_link = link(cloud.address(), cloud_spec);
   if (!cloud_link.ok()) return Fail(c, std::string(cloud_link.status().message()));
   std::string sched_yaml = absl::StrCat("listen: 127.0.0.1:0\ncloud: ", *cloud_link, "\nedges:\n");
-  for (auto& e : edges) {
-    auto l = link(e->address(), t.edge.link);
+  for (size_t i = 0; i < edges.size(); ++i) {
+    auto l = link(edges[i]->address(), edge_specs[i]);
     if (!l.ok()) return Fail(c, std::string(l.status().message()));
     absl::StrAppend(&sched_yaml, "  - ", *l, "\n");
   }
@@ -371,6 +419,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
           CpuUse u{sched.CpuSeconds(), cloud.CpuSeconds(), 0,
                    std::chrono::duration<double>(Clock::now().time_since_epoch()).count()};
           for (auto& e : edges) u.edges += e->CpuSeconds();
+          u.load = SelfCpuSeconds();
           return u;
         };
         const CpuUse before = cpu_now();
@@ -381,7 +430,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
           ss[i].useful_tokens = double(tok->Encode(answers[i], false, false).size());
         }
         const CpuUse used{after.scheduler - before.scheduler, after.cloud - before.cloud,
-                          after.edges - before.edges, after.wall - before.wall};
+                          after.edges - before.edges, after.wall - before.wall, after.load - before.load};
         auto f = Figures(ss, rate, used);
         runs[r][rate].push_back(f);
         ++done;
@@ -404,7 +453,8 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
                    {"members", t.members}, {"cloud_model", t.cloud_model}};
   out["links"] = {{"cloud", t.cloud.link.Describe()}, {"edges", t.edge.link.Describe()}};
   out["note"] = "open-loop Poisson arrivals; edges are extra hardware (cloud-only runs on the "
-                "cloud's CPUs alone); links emulated by a user-space relay (no netem here)";
+                "cloud's CPUs alone)";
+  out["network"] = network;
   out["questions"] = all->size();
   out["duration_s"] = t.duration_s;
   out["queries_per_run"] = t.queries;

@@ -8,7 +8,7 @@ PKGS=(
   libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libicu-dev nlohmann-json3-dev
   libboost-dev libssl-dev openssl curl libhiredis-dev redis-server
   prometheus-cpp-dev prometheus libre2-dev libc-ares-dev dnsmasq yamllint
-  gnuplot-nox
+  gnuplot-nox iproute2
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )

@@ -26,4 +26,19 @@ case "$out" in
   *'"failed":1'*|*'"failed":2'*|*'"failed":3'*|*'"failed":4'*|*'"failed":5'*|*'"failed":6'*|*'"failed":7'*|*'"failed":8'*|*'"failed":9'*)
     echo "testbed-smoke: a run lost queries: $out"; exit 1 ;;
 esac
+# Network namespaces (tests/data/testbed-smoke-netns.yaml): where this machine lets root
+# make one, the nodes must run in theirs and still lose nothing; elsewhere the run falls
+# back to loopback and says so.
+ns=$("$build/pice" bench testbed --config "$root/tests/data/testbed-smoke-netns.yaml" --json 2>"$plots/ns.err" | tail -n 1)
+case "$ns" in *'"failed":0.0,'*) ;; *) echo "testbed-smoke (netns): a run lost queries: $ns"; cat "$plots/ns.err"; exit 1 ;; esac
+if ip netns add "pice-probe-$$" 2>/dev/null; then
+  ip netns del "pice-probe-$$"
+  case "$ns" in
+    *'"network":"a network namespace per node'*) ;;
+    *) echo "testbed-smoke: namespaces work here but the nodes did not get them: $ns"; cat "$plots/ns.err"; exit 1 ;;
+  esac
+  if ip netns list | grep -q '^pice-tb-'; then echo "testbed-smoke: namespaces left behind"; exit 1; fi
+else
+  echo "testbed-smoke: no network namespaces on this machine (not root, or no iproute2): checked the loopback fallback"
+fi
 echo "testbed-smoke: ok"

@@ -13,14 +13,14 @@ counts=${2:-"2 250 1000"}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$(mktemp -d)
 pids=""
-trap 'for p in $pids; do kill -9 $p 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+trap 'for p in $pids; do kill -9 $p 2>/dev/null || true; done; [ -n "${keep:-}" ] || rm -rf "$dir"' EXIT
 models=$root/models/pice-arith
 cpu() {  # utime + stime of a process, in seconds
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' /proc/$1/stat
 }
 wait_port() {
   for _ in $(seq 600); do [ -s "$1" ] && { cat "$1"; return; }; sleep 0.1; done
-  echo "measure-scheduler: no port in $1" >&2; exit 1
+  echo "measure-scheduler: no port in $1" >&2; cat "$dir"/*.log >&2; exit 1
 }
 cat > "$dir/edge.yaml" <<Y
 node: edge-1
@@ -52,7 +52,6 @@ for n in $counts; do
     echo "listen: 127.0.0.1:0"
     echo "cloud: 127.0.0.1:$cp"
     echo "policy: pice-arith"
-    echo "log_level: warn"
     echo "timeouts: {load_poll: 200ms}"
     echo "limits: {max_concurrent_queries: 4096, max_queries_per_client: 0}"
     echo "edges:"

@@ -48,6 +48,7 @@ class Loop {
       now_ = ev.t;
       ev.fn();
       ++n;
+
     }
     return n;
   }
@@ -165,9 +166,13 @@ class Pool {
       SetHealthy(i, true);
     }
   }
-  int Pick(const std::vector<int>& exclude) const {
+  // The listed, healthy, not busy node with the fewest own calls, below `cap` calls; -1
+  // when none.
+  int Pick(const std::vector<int>& exclude, int cap = 1 << 30, double now = 0) const {
     for (const auto& [calls, r] : order_) {
+      if (calls >= cap) break;
       const int i = by_rank_[r];
+      if (!busy_until_.empty() && busy_until_[size_t(i)] > now) continue;
       if (std::find(exclude.begin(), exclude.end(), i) == exclude.end()) return i;
     }
     return -1;
@@ -188,6 +193,11 @@ class Pool {
       order_.erase({own_[i], rank_[i]});
     }
   }
+  // RESOURCE_EXHAUSTED with retry-after: skipped until `until` (health is not touched).
+  void SetBusyUntil(int i, double until) {
+    if (busy_until_.empty()) busy_until_.assign(own_.size(), 0.0);
+    busy_until_[size_t(i)] = std::max(busy_until_[size_t(i)], until);
+  }
   int healthy_count() const { return healthy_count_; }
   int total() const { return total_; }
   int size() const { return static_cast<int>(own_.size()); }
@@ -195,6 +205,7 @@ class Pool {
  private:
   std::vector<int> own_;
   std::vector<char> healthy_, listed_;
+  std::vector<double> busy_until_;
   std::vector<int> rank_, by_rank_;
   std::set<std::pair<int, int>> order_;
   int healthy_count_ = 0, total_ = 0;
@@ -226,7 +237,7 @@ class Sim {
     for (int c = 0; c < t.clouds; ++c) {
       clouds_.push_back(std::make_unique<Engine>(&loop_, &t.cloud, &cloud_cpus_[c]));
     }
-    edges_.resize(t.edges);
+    edges_ = std::vector<EdgeNode>(size_t(t.edges));  // in place: EdgeNode is not nothrow-movable
     for (int e = 0; e < t.edges; ++e) {
       for (int m = 0; m < t.members; ++m) {
         edges_[e].members.push_back(
@@ -284,6 +295,10 @@ class Sim {
   struct EdgeNode {
     std::vector<std::unique_ptr<Engine>> members;
     bool up = true;
+    int running = 0;                              // admitted Expand calls
+    double expand_s = 0.05;                       // the last call's time (retry-after)
+    // Queued calls (max edge_queue): how to run each, and how it fails if the edge dies.
+    std::deque<std::pair<std::function<void()>, std::function<void()>>> waiting;
   };
 
   double Uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
@@ -392,48 +407,86 @@ class Sim {
     loop_.After(Delay(t_.cloud_link, 4.0 * w_.prompt_tokens + 64), [this, c, seq] { clouds_[c]->Submit(seq); });
   }
 
-  // One point to an edge; after max_edge_attempts failed edges (or none healthy), the cloud.
+  // One point to an edge; after max_edge_attempts failed or full edges (or none with
+  // room), the cloud.
   void Dispatch(const QueryP& q, int k, std::vector<int> tried) {
     Scheduler& sc = scheds_[q->sched];
-    const int e = int(tried.size()) < t_.sched.max_edge_attempts ? sc.edges.Pick(tried) : -1;
+    const int e = int(tried.size()) < t_.sched.max_edge_attempts
+                      ? sc.edges.Pick(tried, t_.edge_slots + t_.edge_queue, loop_.now())
+                      : -1;
     if (e < 0) return CloudExpand(q, k);
     sc.edges.Add(e, 1);
     tried.push_back(e);
     const double bytes = 4.0 * w_.expand_prompt_tokens + 64;
-    loop_.After(Delay(t_.edge_link, bytes), [this, q, k, e, tried] {
-      const int s = q->sched;
-      // Failure (refused, or the edge died under the call): back to the scheduler, which
-      // marks the edge unhealthy and tries another.
-      auto fail = [this, q, k, e, s, tried] {
-        loop_.After(Delay(t_.edge_link, 64), [this, q, k, e, s, tried] {
-          scheds_[s].edges.Add(e, -1);
+    loop_.After(Delay(t_.edge_link, bytes), [this, q, k, e, tried] { Admit(q, k, e, tried); });
+  }
+
+  // The call reaches edge e: refused (down: the scheduler marks it unhealthy; full:
+  // RESOURCE_EXHAUSTED), queued, or run on every member.
+  void Admit(const QueryP& q, int k, int e, const std::vector<int>& tried) {
+    const int s = q->sched;
+    // The edge's answer to a full queue carries retry-after: its last expansion's time per
+    // wave of max_slots calls ahead (edge_service.cc), which the scheduler waits out.
+    const double retry_s = std::clamp(edges_[e].expand_s * (1.0 + double(edges_[e].waiting.size()) /
+                                                                      std::max(1, t_.edge_slots)),
+                                      0.005, 5.0);
+    auto back = [this, q, k, e, s, tried, retry_s](bool down) {
+      loop_.After(Delay(t_.edge_link, 64), [this, q, k, e, s, tried, down, retry_s] {
+        scheds_[s].edges.Add(e, -1);
+        if (down) {
           scheds_[s].edges.SetHealthy(e, false);
-          ++q->r.retries;
-          Dispatch(q, k, tried);
-        });
-      };
-      if (!edges_[e].up) return fail();
+        } else {
+          scheds_[s].edges.SetBusyUntil(e, loop_.now() + retry_s);
+        }
+        ++q->r.retries;
+        Dispatch(q, k, tried);
+      });
+    };
+    EdgeNode& edge = edges_[e];
+    if (!edge.up) return back(true);
+    auto run = [this, q, k, e, s, back] {
+      EdgeNode& node = edges_[e];
+      ++node.running;
+      const double started = loop_.now();
       auto left = std::make_shared<int>(t_.members);
       auto failed = std::make_shared<bool>(false);
-      for (auto& m : edges_[e].members) {
+      for (auto& m : node.members) {
         auto seq = std::make_shared<Seq>();
         seq->prefill = w_.expand_prompt_tokens;
         seq->total = w_.expand_tokens;
         seq->marks = {w_.expand_tokens};
-        seq->on_mark = [this, q, k, e, s, left](size_t) {
+        seq->on_mark = [this, q, k, e, s, left, started](size_t) {
           if (--*left > 0) return;  // the vote waits for every member
+          edges_[e].expand_s = loop_.now() - started;
+          loop_.After(0, [this, e] { EndCall(e); });  // not inside the engine's step
           loop_.After(Delay(t_.edge_link, 4.0 * w_.expand_tokens * t_.members + 64), [this, q, k, e, s] {
             scheds_[s].edges.Add(e, -1);
             if (w_.escalation > 0 && Uniform() < w_.escalation) return CloudExpand(q, k);
             PointDone(q);
           });
         };
-        seq->on_fail = [failed, fail] {
-          if (!*failed) *failed = true, fail();
+        seq->on_fail = [failed, back] {  // the edge died under the call
+          if (!*failed) *failed = true, back(true);
         };
         m->Submit(seq);
       }
-    });
+    };
+    if (edge.running < t_.edge_slots) return run();
+    if (int(edge.waiting.size()) < t_.edge_queue) {
+      return edge.waiting.push_back({std::move(run), [back] { back(true); }});
+    }
+    back(false);  // RESOURCE_EXHAUSTED: another edge, or the cloud
+  }
+
+  // An admitted call ended: the next waiting one runs.
+  void EndCall(int e) {
+    EdgeNode& node = edges_[e];
+    --node.running;
+    if (node.running < t_.edge_slots && !node.waiting.empty()) {
+      auto next = std::move(node.waiting.front().first);
+      node.waiting.pop_front();
+      next();
+    }
   }
 
   void CloudExpand(const QueryP& q, int k) {
@@ -481,7 +534,11 @@ class Sim {
   void ScheduleFailure(int e) {
     loop_.After(std::exponential_distribution<double>(1 / t_.mttf_s)(rng_), [this, e] {
       edges_[e].up = false;
+      edges_[e].running = 0;
+      auto queued = std::move(edges_[e].waiting);  // queued calls die with the edge too
+      edges_[e].waiting.clear();
       for (auto& m : edges_[e].members) m->Fail();
+      for (auto& w : queued) w.second();
       loop_.After(std::exponential_distribution<double>(1 / t_.mttr_s)(rng_), [this, e] {
         edges_[e].up = true;
         ScheduleFailure(e);

@@ -20,6 +20,8 @@
 // - Edge choice as the registry makes it: the fewest of this scheduler's own calls in
 //   flight per slot, ties broken in a per-scheduler rotation; unhealthy edges skipped.
 //   A scheduler learns an edge died from a failed call (at once) or its next probe.
+// - Edge admission (max_slots running, max_queue waiting, the rest refused) and the
+//   scheduler's answer to full edges: another edge, then the cloud expands the point.
 // - Churn: each edge fails after an exponential time (mean mttf) and returns after an
 //   exponential time (mean mttr) with an empty engine. Its calls in flight fail; the
 //   point is retried on another edge (max_edge_attempts) and then expanded by the cloud.
@@ -83,6 +85,10 @@ struct SchedulerModel {
 struct Topology {
   EngineProfile cloud, edge;
   int clouds = 1, edges = 2, members = 1;
+  // An edge's admission (edge.yaml max_slots / max_queue): at most `edge_slots` Expand calls
+  // run (so its engines batch at most that many points) and `edge_queue` wait; beyond,
+  // RESOURCE_EXHAUSTED. The scheduler skips full edges, tries another, then the cloud.
+  int edge_slots = 4, edge_queue = 4;
   int edges_per_cpu = 1;           // edges sharing one CPU set
   LinkModel cloud_link, edge_link;
   SchedulerModel sched;

@@ -12,7 +12,7 @@
 //   cloud: {replicas: 1, batch: [1, 4, 16], decode_tokens_per_s: [9.0, 33.2, 76.8],
 //           prefill_tokens_per_s: 104, max_batch: 16, link: {rtt: 1ms}}
 //   edges: {count: 2, members: 1, per_cpu: 2, batch: [...], decode_tokens_per_s: [...],
-//           prefill_tokens_per_s: 224, max_batch: 16,
+//           prefill_tokens_per_s: 224, max_batch: 16, max_slots: 4, max_queue: 4,
 //           link: {rtt: 20ms, jitter: 5ms, bandwidth_mbit: 50, loss: 0.001},
 //           churn: {mttf: 600s, mttr: 60s}}
 //   scheduler: {replicas: 1, threads: 1, cpu_per_query: {cloud: 1ms, sketch: 2ms},
@@ -137,7 +137,10 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   PICE_RETURN_IF_ERROR(ReadLink(c, &t.cloud_link));
   const ConfigNode e = root.Child("edges");
   PICE_RETURN_IF_ERROR(e.CheckKeys({"count", "members", "per_cpu", "batch", "decode_tokens_per_s",
-                                    "prefill_tokens_per_s", "max_batch", "link", "churn"}));
+                                    "prefill_tokens_per_s", "max_batch", "max_slots", "max_queue", "link",
+                                    "churn"}));
+  PICE_RETURN_IF_ERROR(e.ReadInt("max_slots", &t.edge_slots, 1, 100000));
+  PICE_RETURN_IF_ERROR(e.ReadInt("max_queue", &t.edge_queue, 0, 100000));
   PICE_RETURN_IF_ERROR(e.ReadInt("count", &t.edges, 1, 1000000));
   PICE_RETURN_IF_ERROR(e.ReadInt("members", &t.members, 1, 64));
   PICE_RETURN_IF_ERROR(e.ReadInt("per_cpu", &t.edges_per_cpu, 1, 1024));

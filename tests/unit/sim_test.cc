@@ -201,3 +201,22 @@ TEST(SimScheduler, ShardedEdgesSplitTheProbes) {
 
 }  // namespace
 }  // namespace pice::bench::sim
+
+namespace pice::bench::sim {
+namespace {
+
+TEST(SimAdmission, FullEdgesSendThePointToTheCloud) {
+  Topology t = Simple();
+  t.edge_slots = 1;  // one Expand call at a time, none waiting
+  t.edge_queue = 0;
+  Workload w = Small();
+  w.sketch_tokens = 2;  // both points written at once
+  const RunResult r = Simulate(t, w, One("sketch"));
+  ASSERT_TRUE(r.queries[0].ok);
+  EXPECT_EQ(r.queries[0].cloud_tokens, 2 + 5);  // the sketch and the point no edge had room for
+  t.edge_queue = 1;                              // now it waits for the edge instead
+  EXPECT_EQ(Simulate(t, w, One("sketch")).queries[0].cloud_tokens, 2);
+}
+
+}  // namespace
+}  // namespace pice::bench::sim
