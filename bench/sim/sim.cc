@@ -12,24 +12,35 @@
 
 namespace pice::bench::sim {
 
-double EngineProfile::TokensPerSecond(int b) const {
-  if (decode.empty() || b <= 0) return 0;
-  // Below the first measured batch the step costs what it costs there (memory bound);
-  // between two, tokens/s is linear in the batch; past the last, flat (compute bound).
-  if (b <= decode.front().first) return decode.front().second * b / decode.front().first;
-  for (size_t i = 1; i < decode.size(); ++i) {
-    if (b <= decode[i].first) {
-      const auto [b0, r0] = decode[i - 1];
-      const auto [b1, r1] = decode[i];
+namespace {
+
+// Tokens/s at batch b from measured (batch, tokens/s) points: below the first measured
+// batch a step costs what it costs there (memory bound); between two, tokens/s is linear
+// in the batch; past the last, flat (compute bound).
+double Rate(const std::vector<std::pair<int, double>>& d, int b) {
+  if (d.empty() || b <= 0) return 0;
+  if (b <= d.front().first) return d.front().second * b / d.front().first;
+  for (size_t i = 1; i < d.size(); ++i) {
+    if (b <= d[i].first) {
+      const auto [b0, r0] = d[i - 1];
+      const auto [b1, r1] = d[i];
       return r0 + (r1 - r0) * double(b - b0) / double(b1 - b0);
     }
   }
-  return decode.back().second;
+  return d.back().second;
 }
 
-double EngineProfile::StepSeconds(int b) const {
-  const double r = TokensPerSecond(b);
-  return r > 0 ? b / r : 0;
+}  // namespace
+
+double EngineProfile::TokensPerSecond(int b) const { return Rate(decode, b); }
+
+double EngineProfile::StepSeconds(int b, double ctx) const {
+  const double r = Rate(decode, b);
+  const double t = r > 0 ? b / r : 0;
+  if (ctx < 0 || decode_short.empty() || context <= context_short) return t;
+  const double rs = Rate(decode_short, b);
+  const double ts = rs > 0 ? b / rs : t;
+  return ts + (t - ts) * std::max(0.0, (ctx - context_short) / (context - context_short));
 }
 
 namespace {
@@ -73,6 +84,7 @@ struct CpuGroup {
 
 struct Seq {
   int prefill = 0;             // prompt tokens, prefilled in the step the sequence joins
+  int prompt = 0;              // its prompt's length (the context is prompt + done)
   int total = 0;               // tokens to generate
   int done = 0;
   std::vector<int> marks;      // ascending token counts; on_mark(k) when done reaches marks[k]
@@ -88,6 +100,7 @@ class Engine {
  public:
   Engine(Loop* loop, const EngineProfile* p, CpuGroup* g) : loop_(loop), p_(p), group_(g) {}
   void Submit(SeqP s) {
+    s->prompt = s->prefill;
     waiting_.push_back(std::move(s));
     MaybeStep();
   }
@@ -110,6 +123,9 @@ class Engine {
   void MaybeStep() {
     if (stepping_) return;
     const int decoding = static_cast<int>(active_.size());
+    double context = 0;
+    for (const SeqP& s : active_) context += s->prompt + s->done;
+    if (decoding > 0) context /= decoding;
     int prefill = 0;
     while (!waiting_.empty() && static_cast<int>(active_.size()) < p_->max_batch) {
       prefill += waiting_.front()->prefill;
@@ -117,7 +133,7 @@ class Engine {
       waiting_.pop_front();
     }
     if (active_.empty()) return;
-    const double cpu = p_->StepSeconds(decoding) + prefill / p_->prefill_tokens_per_s;
+    const double cpu = p_->StepSeconds(decoding, context) + prefill / p_->prefill_tokens_per_s;
     ++group_->stepping;
     stepping_ = true;
     const uint64_t e = epoch_;

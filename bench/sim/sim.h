@@ -48,8 +48,16 @@ struct EngineProfile {
   std::vector<std::pair<int, double>> decode;  // (batch, tokens/s summed over the batch), ascending
   double prefill_tokens_per_s = 100;
   int max_batch = 16;
-  // Seconds of one decode step for b sequences (0 for b = 0).
-  double StepSeconds(int b) const;
+  // Attention grows with the context: optionally the same engine measured at a shorter
+  // context; a step's time is interpolated linearly in its sequences' mean context
+  // between the two (extrapolated past the longer one). context = the mean context over
+  // the measurement of `decode` (prompt + half the generated tokens).
+  double context = 0;
+  std::vector<std::pair<int, double>> decode_short;
+  double context_short = 0;
+  // Seconds of one decode step for b sequences at mean context `ctx` (< 0: `decode`'s).
+  double StepSeconds(int b, double ctx = -1) const;
+  // `decode`'s tokens/s at batch b.
   double TokensPerSecond(int b) const;
 };
 

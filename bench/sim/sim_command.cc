@@ -119,7 +119,26 @@ absl::Status ReadProfile(const ConfigNode& n, sim::EngineProfile* p) {
     p->decode.push_back({int(b[i]), r[i]});
   }
   PICE_RETURN_IF_ERROR(n.ReadDouble("prefill_tokens_per_s", &p->prefill_tokens_per_s, 1e-6, 1e9));
-  return n.ReadInt("max_batch", &p->max_batch, 1, 4096);
+  PICE_RETURN_IF_ERROR(n.ReadInt("max_batch", &p->max_batch, 1, 4096));
+  PICE_RETURN_IF_ERROR(n.ReadDouble("context", &p->context, 0, 1e7));
+  if (!n.Has("short_context")) return absl::OkStatus();
+  const ConfigNode s = n.Child("short_context");
+  PICE_RETURN_IF_ERROR(s.CheckKeys({"context", "batch", "decode_tokens_per_s"}));
+  for (const char* k : {"context", "batch", "decode_tokens_per_s"}) PICE_RETURN_IF_ERROR(s.Require(k));
+  PICE_RETURN_IF_ERROR(s.ReadDouble("context", &p->context_short, 0, 1e7));
+  if (p->context <= p->context_short) {
+    return n.ChildError("context", "expected the mean context of decode_tokens_per_s, above short_context's");
+  }
+  PICE_RETURN_IF_ERROR(ReadNumbers(s, "batch", &b, 1));
+  PICE_RETURN_IF_ERROR(ReadNumbers(s, "decode_tokens_per_s", &r, 1e-6));
+  if (b.empty() || b.size() != r.size()) {
+    return s.ChildError("decode_tokens_per_s", "expected one rate per entry of `batch`");
+  }
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (i > 0 && b[i] <= b[i - 1]) return s.ChildError("batch", "expected ascending batch sizes");
+    p->decode_short.push_back({int(b[i]), r[i]});
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
@@ -131,14 +150,14 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   sim::Topology& t = f.topo;
   const ConfigNode c = root.Child("cloud");
   PICE_RETURN_IF_ERROR(c.CheckKeys({"replicas", "batch", "decode_tokens_per_s", "prefill_tokens_per_s",
-                                    "max_batch", "link"}));
+                                    "max_batch", "context", "short_context", "link"}));
   PICE_RETURN_IF_ERROR(c.ReadInt("replicas", &t.clouds, 1, 100000));
   PICE_RETURN_IF_ERROR(ReadProfile(c, &t.cloud));
   PICE_RETURN_IF_ERROR(ReadLink(c, &t.cloud_link));
   const ConfigNode e = root.Child("edges");
   PICE_RETURN_IF_ERROR(e.CheckKeys({"count", "members", "per_cpu", "batch", "decode_tokens_per_s",
                                     "prefill_tokens_per_s", "max_batch", "max_slots", "max_queue", "link",
-                                    "churn"}));
+                                    "churn", "context", "short_context"}));
   PICE_RETURN_IF_ERROR(e.ReadInt("max_slots", &t.edge_slots, 1, 100000));
   PICE_RETURN_IF_ERROR(e.ReadInt("max_queue", &t.edge_queue, 0, 100000));
   PICE_RETURN_IF_ERROR(e.ReadInt("count", &t.edges, 1, 1000000));

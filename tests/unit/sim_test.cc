@@ -55,6 +55,19 @@ TEST(SimProfile, InterpolatesTokensPerSecondAndStepTime) {
   EXPECT_DOUBLE_EQ(p.StepSeconds(0), 0.0);
 }
 
+TEST(SimProfile, StepTimeGrowsWithTheContext) {
+  EngineProfile p;
+  p.decode = {{1, 10.0}};        // 0.1 s a step at a mean context of 200
+  p.context = 200;
+  p.decode_short = {{1, 20.0}};  // 0.05 s at 100
+  p.context_short = 100;
+  EXPECT_DOUBLE_EQ(p.StepSeconds(1, 100), 0.05);
+  EXPECT_DOUBLE_EQ(p.StepSeconds(1, 150), 0.075);
+  EXPECT_DOUBLE_EQ(p.StepSeconds(1, 300), 0.15);  // extrapolated: attention is linear
+  EXPECT_DOUBLE_EQ(p.StepSeconds(1, 10), 0.05);   // never below the short measurement
+  EXPECT_DOUBLE_EQ(p.StepSeconds(1), 0.1);
+}
+
 TEST(SimRoutes, CloudAnswerIsPrefillThenOneStepPerToken) {
   const Topology t = Simple();
   const Workload w = Small();
