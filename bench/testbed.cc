@@ -79,6 +79,7 @@ struct Testbed {
   int edges = 2;
   Placement cloud, edge, scheduler;
   std::string scheduler_extra;       // YAML appended to the scheduler's config
+  std::string edge_extra;            // YAML appended to every edge's config
   bool namespaces = false;           // network: {namespaces: true}: bench/netns.h
   std::vector<double> rates;
   double duration_s = 10, timeout_s = 60, slo_p99_ms = 0, moderate_rate = 0;
@@ -130,7 +131,8 @@ absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
   PICE_RETURN_IF_ERROR(c.ReadString("model", &t.cloud_model, false));
   PICE_RETURN_IF_ERROR(ReadPlacement(c, &t.cloud));
   const ConfigNode e = root.Child("edges");
-  PICE_RETURN_IF_ERROR(e.CheckKeys({"count", "members", "cpus", "threads", "link"}));
+  PICE_RETURN_IF_ERROR(e.CheckKeys({"count", "members", "cpus", "threads", "link", "extra"}));
+  PICE_RETURN_IF_ERROR(e.ReadString("extra", &t.edge_extra));
   PICE_RETURN_IF_ERROR(e.ReadInt("count", &t.edges, 1, 64));
   PICE_RETURN_IF_ERROR(e.ReadStringList("members", &t.members));
   if (t.members.empty()) return e.ChildError("members", "expected at least one model file");
@@ -351,7 +353,7 @@ int RunBenchTestbed(const std::vector<std::string>& argv) {
     for (const std::string& m : t.members) {
       absl::StrAppend(&y, "  - {name: ", fs::path(m).stem().string(), ", model: ", ModelPath(t, m), "}\n");
     }
-    WriteText(dir + "/" + name + ".yaml", y);
+    WriteText(dir + "/" + name + ".yaml", y + t.edge_extra + "\n");
     edges.back()->Start(0);
   }
   const auto boot = std::chrono::milliseconds(120000);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <queue>
 #include <random>
@@ -85,6 +86,11 @@ struct CpuGroup {
 struct Seq {
   int prefill = 0;             // prompt tokens, prefilled in the step the sequence joins
   int prompt = 0;              // its prompt's length (the context is prompt + done)
+  // The engine's prefix cache (engine/prefix_cache.h): a prompt whose first `shared`
+  // tokens (the question) an earlier or running sequence of the same query (`key`)
+  // computed forks them and prefills only the rest.
+  uint64_t key = 0;
+  int shared = 0;
   int total = 0;               // tokens to generate
   int done = 0;
   std::vector<int> marks;      // ascending token counts; on_mark(k) when done reaches marks[k]
@@ -128,6 +134,16 @@ class Engine {
     if (decoding > 0) context /= decoding;
     int prefill = 0;
     while (!waiting_.empty() && static_cast<int>(active_.size()) < p_->max_batch) {
+      Seq& s = *waiting_.front();
+      if (s.key != 0 && s.shared > 0) {
+        const bool hit = std::find(recent_.begin(), recent_.end(), s.key) != recent_.end();
+        if (hit) {
+          recent_.remove(s.key);
+          s.prefill = std::max(1, s.prefill - s.shared);
+        }
+        recent_.push_front(s.key);
+        if (int(recent_.size()) > kPrefixEntries) recent_.pop_back();
+      }
       prefill += waiting_.front()->prefill;
       active_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
@@ -164,6 +180,8 @@ class Engine {
   std::deque<SeqP> waiting_;
   bool stepping_ = false;
   uint64_t epoch_ = 0;
+  static constexpr int kPrefixEntries = 16;  // EngineOptions::prefix_cache_entries
+  std::list<uint64_t> recent_;               // prefixes cached, most recent first
 };
 
 // One scheduler's view of a set of nodes: its own calls in flight and their health. The
@@ -412,6 +430,8 @@ class Sim {
     q->r.cloud_tokens += n;
     auto seq = std::make_shared<Seq>();
     seq->prefill = w_.prompt_tokens;
+    seq->key = q->index + 1;
+    seq->shared = w_.prompt_tokens;
     seq->total = n;
     for (int k = 0; k < points; ++k) seq->marks.push_back(std::max(1, int(std::lround(double(k + 1) * n / points))));
     seq->on_mark = [this, q, s, c, points](size_t k) {
@@ -469,6 +489,8 @@ class Sim {
       for (auto& m : node.members) {
         auto seq = std::make_shared<Seq>();
         seq->prefill = w_.expand_prompt_tokens;
+        seq->key = q->index + 1;
+        seq->shared = w_.prompt_tokens;
         seq->total = w_.expand_tokens;
         seq->marks = {w_.expand_tokens};
         seq->on_mark = [this, q, k, e, s, left, started](size_t) {
@@ -510,6 +532,8 @@ class Sim {
     const int s = q->sched, c = PickCloud(s);
     auto seq = std::make_shared<Seq>();
     seq->prefill = w_.expand_prompt_tokens;
+    seq->key = q->index + 1;
+    seq->shared = w_.prompt_tokens;
     seq->total = w_.expand_tokens;
     seq->marks = {w_.expand_tokens};
     seq->on_mark = [this, q, s, c](size_t) {

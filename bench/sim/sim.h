@@ -25,6 +25,9 @@
 // - Churn: each edge fails after an exponential time (mean mttf) and returns after an
 //   exponential time (mean mttr) with an empty engine. Its calls in flight fail; the
 //   point is retried on another edge (max_edge_attempts) and then expanded by the cloud.
+// - Each engine's prefix cache: a query's later prompts on the same engine (the second
+//   point on an edge, the cloud's expansion after its sketch) prefill only past the
+//   question (16 entries, LRU, as EngineOptions).
 // - Escalation: a fraction of points is re-expanded by the cloud after the edge's vote
 //   (`pice bench quality` measures the fraction).
 // - `auto` is decided by the real policy code (scheduler/policy.h) on the simulated live
