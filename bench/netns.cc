@@ -41,6 +41,12 @@ absl::StatusOr<std::unique_ptr<NetnsLab>> NetnsLab::Create() {
                                absl::StrCat(ip, " link set ", br, " up")}) {
     if (absl::Status s = Sh(c); !s.ok()) return s;
   }
+  // A whole node's setup once, then undone: where a namespace can be made but not
+  // configured (a chroot, a container without the capability), say so now, not half-way.
+  if (auto probe = lab->AddNode(1); !probe.ok()) return probe.status();
+  (void)Sh(absl::StrCat(ip, " netns del ", lab->namespaces_.back()));
+  lab->namespaces_.pop_back();
+  ++lab->probes_;
   return lab;
 }
 
@@ -50,7 +56,7 @@ NetnsLab::~NetnsLab() {
 }
 
 absl::StatusOr<std::string> NetnsLab::AddNode(double mbit) {
-  const size_t i = namespaces_.size();
+  const size_t i = namespaces_.size() + size_t(probes_);
   const std::string ns = absl::StrCat("pice-tb-", id_, "-", i);
   const std::string host = absl::StrCat("ptb", id_, "h", i), node = absl::StrCat("ptb", id_, "n", i);
   const std::string addr = absl::StrCat(Subnet(id_), 10 + i);

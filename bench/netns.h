@@ -25,7 +25,7 @@ class NetnsLab {
 
   // A namespace for the next node; `mbit` > 0 shapes both directions. Returns its address.
   absl::StatusOr<std::string> AddNode(double mbit);
-  // argv prefix that runs a program in node i's namespace (AddNode order).
+  // argv prefix that runs a program in node i's namespace (AddNode order, from 0).
   std::vector<std::string> Exec(size_t i) const;
   size_t size() const { return namespaces_.size(); }
 
@@ -34,6 +34,7 @@ class NetnsLab {
   std::string ip_;  // the `ip` binary
   int id_;
   bool bridge_ = false;
+  int probes_ = 0;  // namespaces made and removed by Create's check (their numbers stay used)
   std::vector<std::string> namespaces_;
 };
 
