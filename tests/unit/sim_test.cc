@@ -90,11 +90,12 @@ TEST(SimRoutes, SketchPointsExpandWhenTheyAreWritten) {
   ASSERT_TRUE(q.ok);
   // Sketch: 4 tokens = prefill step (t = 0.1) + 3 steps; point 1 is written at token 2
   // (t = 0.2), point 2 at token 4 (t = 0.4). The edge: point 1's prefill 0.2-0.3, a step
-  // to 0.4 and, as point 2 arrives just as that step ends, one more alone (0.4-0.5);
-  // then point 1's 4th token with point 2's prefill in one step (0.5-0.7: 0.1 + 0.1),
-  // point 1's 5th at 0.8 (the first content), point 2's 2nd..5th at 0.8..1.1.
-  EXPECT_NEAR(q.latency_s, 1.1, 1e-9);
-  EXPECT_NEAR(q.first_s, 0.8, 1e-9);
+  // to 0.4 and, as point 2 arrives just as that step ends, one more alone (0.4-0.5).
+  // Point 2's prompt starts with the question point 1's computed (the prefix cache): it
+  // prefills 1 token, not 10, beside point 1's 4th token (0.5-0.61); point 1's 5th at
+  // 0.71 (the first content), point 2's 2nd..5th at 0.71..1.01.
+  EXPECT_NEAR(q.latency_s, 1.01, 1e-9);
+  EXPECT_NEAR(q.first_s, 0.71, 1e-9);
   EXPECT_EQ(q.cloud_tokens, 4);
   EXPECT_EQ(q.useful_tokens, 10);
   EXPECT_TRUE(q.sketch);
