@@ -29,6 +29,16 @@ esac
 # Network namespaces (tests/data/testbed-smoke-netns.yaml): where this machine lets root
 # make one, the nodes must run in theirs and still lose nothing; elsewhere the run falls
 # back to loopback and says so.
+# `ip netns add` mounts /run/netns on first use; where this test made that mount, it takes
+# it away again once no namespace is left (a chroot cannot be removed with it mounted).
+mounted_before=no
+mountpoint -q /run/netns 2>/dev/null && mounted_before=yes
+unmount_netns() {
+  if [ "$mounted_before" = no ] && mountpoint -q /run/netns 2>/dev/null && [ -z "$(ip netns list 2>/dev/null)" ]; then
+    umount /run/netns 2>/dev/null || true
+  fi
+}
+trap 'unmount_netns; rm -rf "$plots"' EXIT
 ns=$("$build/pice" bench testbed --config "$root/tests/data/testbed-smoke-netns.yaml" --json 2>"$plots/ns.err" | tail -n 1)
 case "$ns" in *'"failed":0.0,'*) ;; *) echo "testbed-smoke (netns): a run lost queries: $ns"; cat "$plots/ns.err"; exit 1 ;; esac
 if ip netns add "pice-probe-$$" 2>/dev/null; then
