@@ -9,8 +9,10 @@
 //       the file's `scale:` grid: edges x scheduler replicas x load_poll, with churn
 //
 // The file (every figure measured, see bench/README.md "Simulator"):
-//   cloud: {replicas: 1, batch: [1, 4, 16], decode_tokens_per_s: [9.0, 33.2, 76.8],
-//           prefill_tokens_per_s: 104, max_batch: 16, link: {rtt: 1ms}}
+//   cloud: {replicas: 1, batch: [1, 4, 16], decode_tokens_per_s: [8.9, 30.1, 56.4],
+//           context: 181,   # the mean context of that measurement; optionally the same
+//           short_context: {context: 40, batch: [...], decode_tokens_per_s: [...]},
+//           prefill_tokens_per_s: 102, max_batch: 16, link: {rtt: 1ms}}
 //   edges: {count: 2, members: 1, per_cpu: 2, batch: [...], decode_tokens_per_s: [...],
 //           prefill_tokens_per_s: 224, max_batch: 16, max_slots: 4, max_queue: 4,
 //           link: {rtt: 20ms, jitter: 5ms, bandwidth_mbit: 50, loss: 0.001},
