@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace pice::bench {
 namespace {
@@ -39,6 +40,21 @@ bool WriteAll(int fd, const char* p, size_t n) {
 }
 
 }  // namespace
+
+absl::Status LinkSpec::Read(const ConfigNode& parent, LinkSpec* out) {
+  if (!parent.Has("link")) return absl::OkStatus();
+  const ConfigNode l = parent.Child("link");
+  PICE_RETURN_IF_ERROR(l.CheckKeys({"rtt", "jitter", "bandwidth_mbit", "loss", "rto"}));
+  double rtt = out->rtt_ms / 1e3, jitter = out->jitter_ms / 1e3, rto = out->rto_ms / 1e3;
+  PICE_RETURN_IF_ERROR(l.ReadSeconds("rtt", &rtt, 0, 10));
+  PICE_RETURN_IF_ERROR(l.ReadSeconds("jitter", &jitter, 0, 10));
+  PICE_RETURN_IF_ERROR(l.ReadSeconds("rto", &rto, 0, 10));
+  out->rtt_ms = rtt * 1e3;
+  out->jitter_ms = jitter * 1e3;
+  out->rto_ms = rto * 1e3;
+  PICE_RETURN_IF_ERROR(l.ReadDouble("bandwidth_mbit", &out->mbit, 0, 1e6));
+  return l.ReadDouble("loss", &out->loss, 0, 0.5);
+}
 
 std::string LinkSpec::Describe() const {
   return absl::StrFormat("rtt %.1f ms, jitter %.1f ms, %s, loss %.2f %% (user-space relay)",

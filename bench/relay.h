@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/config.h"
 
 namespace pice::bench {
 
@@ -37,6 +38,9 @@ struct LinkSpec {
   double loss = 0;        // per 1448-byte segment
   double rto_ms = 200;    // what a lost segment costs
   std::string Describe() const;
+  // Reads `parent`'s `link:` mapping (rtt, jitter, rto as durations; bandwidth_mbit; loss),
+  // when it has one; the testbed's and the simulator's files share it.
+  static absl::Status Read(const ConfigNode& parent, LinkSpec* out);
 };
 
 class LinkRelay {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 
 namespace pice::bench {
@@ -25,6 +26,12 @@ inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// A duration for progress lines: "42s", "3m07s".
+inline std::string Hms(double seconds) {
+  const int v = static_cast<int>(seconds + 0.5);
+  return v >= 60 ? absl::StrFormat("%dm%02ds", v / 60, v % 60) : absl::StrFormat("%ds", v);
 }
 
 // Runs of one measurement (each a name -> figure map, the same names in every run):

@@ -47,6 +47,7 @@
 #include "bench/curves.h"
 #include "bench/netns.h"
 #include "bench/procs.h"
+#include "bench/stats.h"
 #include "bench/relay.h"
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -96,20 +97,7 @@ absl::Status ReadPlacement(const ConfigNode& n, Placement* p) {
     return n.ChildError("cpus", "expected CPU numbers like \"0\", \"1-3\" or \"0,2\"");
   }
   PICE_RETURN_IF_ERROR(n.ReadInt("threads", &p->threads, 1, 256));
-  if (n.Has("link")) {
-    const ConfigNode l = n.Child("link");
-    PICE_RETURN_IF_ERROR(l.CheckKeys({"rtt", "jitter", "bandwidth_mbit", "loss", "rto"}));
-    double rtt = 0, jitter = 0, rto = 0.2;
-    PICE_RETURN_IF_ERROR(l.ReadSeconds("rtt", &rtt, 0, 10));
-    PICE_RETURN_IF_ERROR(l.ReadSeconds("jitter", &jitter, 0, 10));
-    PICE_RETURN_IF_ERROR(l.ReadSeconds("rto", &rto, 0, 10));
-    p->link.rtt_ms = rtt * 1e3;
-    p->link.jitter_ms = jitter * 1e3;
-    p->link.rto_ms = rto * 1e3;
-    PICE_RETURN_IF_ERROR(l.ReadDouble("bandwidth_mbit", &p->link.mbit, 0, 1e6));
-    PICE_RETURN_IF_ERROR(l.ReadDouble("loss", &p->link.loss, 0, 0.5));
-  }
-  return absl::OkStatus();
+  return LinkSpec::Read(n, &p->link);
 }
 
 absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
@@ -149,13 +137,7 @@ absl::StatusOr<Testbed> LoadTestbed(const std::string& path) {
   const ConfigNode l = root.Child("load");
   PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "duration", "queries", "routes", "repeat", "timeout", "seed"}));
   PICE_RETURN_IF_ERROR(l.ReadInt("queries", &t.queries, 0, 1000000));
-  std::vector<std::string> rates;
-  PICE_RETURN_IF_ERROR(l.ReadStringList("rates", &rates));
-  for (const std::string& r : rates) {
-    double v = 0;
-    if (!absl::SimpleAtod(r, &v) || v <= 0) return l.ChildError("rates", "expected positive queries/s");
-    t.rates.push_back(v);
-  }
+  PICE_RETURN_IF_ERROR(l.ReadDoubleList("rates", &t.rates, 1e-9, 1e9));  // queries/s
   if (t.rates.empty()) return l.ChildError("rates", "expected at least one rate");
   PICE_RETURN_IF_ERROR(l.ReadSeconds("duration", &t.duration_s, 0.5, 3600));
   PICE_RETURN_IF_ERROR(l.ReadSeconds("timeout", &t.timeout_s, 1, 3600));
@@ -261,11 +243,6 @@ std::map<std::string, double> Figures(const std::vector<Sample>& ss, double rate
   f["scheduler_cpu_utilization"] = cpu.wall > 0 ? cpu.scheduler / cpu.wall : 0;
   f["load_cpu_utilization"] = cpu.wall > 0 ? cpu.load / cpu.wall : 0;
   return f;
-}
-
-std::string Hms(double s) {
-  const int v = static_cast<int>(s + 0.5);
-  return v >= 60 ? absl::StrFormat("%dm%02ds", v / 60, v % 60) : absl::StrFormat("%ds", v);
 }
 
 }  // namespace

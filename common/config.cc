@@ -278,6 +278,23 @@ absl::Status ConfigNode::ReadStringList(std::string_view key, std::vector<std::s
   return absl::OkStatus();
 }
 
+absl::Status ConfigNode::ReadDoubleList(std::string_view key, std::vector<double>* out, double min,
+                                        double max) const {
+  std::vector<std::string> v;
+  if (absl::Status s = ReadStringList(key, &v); !s.ok()) return s;
+  std::vector<double> d;
+  for (const std::string& s : v) {
+    double x = 0;
+    if (!absl::SimpleAtod(s, &x) || !std::isfinite(x) || x < min || x > max) {
+      return ChildError(key, absl::StrCat("expected numbers in [", FormatNumber(min), ", ",
+                                          FormatNumber(max), "], got '", s, "'"));
+    }
+    d.push_back(x);
+  }
+  if (Has(key)) *out = std::move(d);
+  return absl::OkStatus();
+}
+
 std::string ConfigNode::ResolvePath(const std::string& path) const {
   if (path.empty() || std::filesystem::path(path).is_absolute()) return path;
   return (std::filesystem::path(base_dir_) / path).lexically_normal().string();

@@ -80,6 +80,9 @@ class ConfigNode {
                         std::initializer_list<std::string_view> choices) const;
   // A list of strings (a single string is accepted as a one-element list).
   absl::Status ReadStringList(std::string_view key, std::vector<std::string>* out) const;
+  // A list of finite numbers in [min, max] (a single number is a one-element list).
+  absl::Status ReadDoubleList(std::string_view key, std::vector<double>* out, double min,
+                              double max) const;
   // A path; a relative path is resolved against base_dir(). allow_empty as ReadString.
   absl::Status ReadPath(std::string_view key, std::string* out, bool allow_empty = false) const;
   // A duration in seconds, written as a number (2.5) or with a unit (500ms, 2s, 1m).

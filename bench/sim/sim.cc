@@ -394,6 +394,18 @@ class Sim {
     return scheduler::Decide(t_.policy, facts, live).route == scheduler::RouteChoice::kSketch;
   }
 
+  // A sequence of query q: `prompt` tokens to prefill (the first w_.prompt_tokens of them
+  // the question, which the engine's prefix cache shares), `total` to generate, `marks`.
+  SeqP NewSeq(const QueryP& q, int prompt, int total, std::vector<int> marks) const {
+    auto seq = std::make_shared<Seq>();
+    seq->prefill = prompt;
+    seq->key = q->index + 1;
+    seq->shared = w_.prompt_tokens;
+    seq->total = total;
+    seq->marks = std::move(marks);
+    return seq;
+  }
+
   int PickCloud(int s) {
     const int c = scheds_[s].clouds.Pick({});
     scheds_[s].clouds.Add(c, 1);
@@ -402,10 +414,7 @@ class Sim {
 
   void Full(const QueryP& q) {
     const int s = q->sched, c = PickCloud(s);
-    auto seq = std::make_shared<Seq>();
-    seq->prefill = w_.prompt_tokens;
-    seq->total = w_.full_tokens;
-    seq->marks = {1, w_.full_tokens};
+    SeqP seq = NewSeq(q, w_.prompt_tokens, w_.full_tokens, {1, w_.full_tokens});
     seq->on_mark = [this, q, s, c](size_t k) {
       loop_.After(Delay(t_.cloud_link, 64), [this, q, s, c, k] {
         if (k == 0) {
@@ -428,12 +437,9 @@ class Sim {
     const int points = std::max(1, std::min(w_.points, n));
     q->points_left = points;
     q->r.cloud_tokens += n;
-    auto seq = std::make_shared<Seq>();
-    seq->prefill = w_.prompt_tokens;
-    seq->key = q->index + 1;
-    seq->shared = w_.prompt_tokens;
-    seq->total = n;
-    for (int k = 0; k < points; ++k) seq->marks.push_back(std::max(1, int(std::lround(double(k + 1) * n / points))));
+    std::vector<int> marks;
+    for (int k = 0; k < points; ++k) marks.push_back(std::max(1, int(std::lround(double(k + 1) * n / points))));
+    SeqP seq = NewSeq(q, w_.prompt_tokens, n, std::move(marks));
     seq->on_mark = [this, q, s, c, points](size_t k) {
       loop_.After(Delay(t_.cloud_link, 64), [this, q, s, c, k, points] {
         if (int(k) + 1 == points) scheds_[s].clouds.Add(c, -1);
@@ -450,7 +456,7 @@ class Sim {
     const int e = int(tried.size()) < t_.sched.max_edge_attempts
                       ? sc.edges.Pick(tried, t_.edge_slots + t_.edge_queue, loop_.now())
                       : -1;
-    if (e < 0) return CloudExpand(q, k);
+    if (e < 0) return CloudExpand(q);
     sc.edges.Add(e, 1);
     tried.push_back(e);
     const double bytes = 4.0 * w_.expand_prompt_tokens + 64;
@@ -480,26 +486,21 @@ class Sim {
     };
     EdgeNode& edge = edges_[e];
     if (!edge.up) return back(true);
-    auto run = [this, q, k, e, s, back] {
+    auto run = [this, q, e, s, back] {
       EdgeNode& node = edges_[e];
       ++node.running;
       const double started = loop_.now();
       auto left = std::make_shared<int>(t_.members);
       auto failed = std::make_shared<bool>(false);
       for (auto& m : node.members) {
-        auto seq = std::make_shared<Seq>();
-        seq->prefill = w_.expand_prompt_tokens;
-        seq->key = q->index + 1;
-        seq->shared = w_.prompt_tokens;
-        seq->total = w_.expand_tokens;
-        seq->marks = {w_.expand_tokens};
-        seq->on_mark = [this, q, k, e, s, left, started](size_t) {
+        SeqP seq = NewSeq(q, w_.expand_prompt_tokens, w_.expand_tokens, {w_.expand_tokens});
+        seq->on_mark = [this, q, e, s, left, started](size_t) {
           if (--*left > 0) return;  // the vote waits for every member
           edges_[e].expand_s = loop_.now() - started;
           loop_.After(0, [this, e] { EndCall(e); });  // not inside the engine's step
-          loop_.After(Delay(t_.edge_link, 4.0 * w_.expand_tokens * t_.members + 64), [this, q, k, e, s] {
+          loop_.After(Delay(t_.edge_link, 4.0 * w_.expand_tokens * t_.members + 64), [this, q, e, s] {
             scheds_[s].edges.Add(e, -1);
-            if (w_.escalation > 0 && Uniform() < w_.escalation) return CloudExpand(q, k);
+            if (w_.escalation > 0 && Uniform() < w_.escalation) return CloudExpand(q);
             PointDone(q);
           });
         };
@@ -527,15 +528,9 @@ class Sim {
     }
   }
 
-  void CloudExpand(const QueryP& q, int k) {
-    (void)k;
+  void CloudExpand(const QueryP& q) {
     const int s = q->sched, c = PickCloud(s);
-    auto seq = std::make_shared<Seq>();
-    seq->prefill = w_.expand_prompt_tokens;
-    seq->key = q->index + 1;
-    seq->shared = w_.prompt_tokens;
-    seq->total = w_.expand_tokens;
-    seq->marks = {w_.expand_tokens};
+    SeqP seq = NewSeq(q, w_.expand_prompt_tokens, w_.expand_tokens, {w_.expand_tokens});
     seq->on_mark = [this, q, s, c](size_t) {
       loop_.After(Delay(t_.cloud_link, 4.0 * w_.expand_tokens + 64), [this, q, s, c] {
         scheds_[s].clouds.Add(c, -1);

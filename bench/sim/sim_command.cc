@@ -43,6 +43,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench.h"
 #include "bench/curves.h"
+#include "bench/relay.h"
 #include "bench/sim/sim.h"
 #include "bench/stats.h"
 #include "cli/commands.h"
@@ -79,29 +80,12 @@ struct SimFile {
   Scale scale;
 };
 
-absl::Status ReadNumbers(const ConfigNode& n, const char* key, std::vector<double>* out, double min) {
-  std::vector<std::string> v;
-  PICE_RETURN_IF_ERROR(n.ReadStringList(key, &v));
-  out->clear();
-  for (const std::string& s : v) {
-    double d = 0;
-    if (!absl::SimpleAtod(s, &d) || !std::isfinite(d) || d < min) {
-      return n.ChildError(key, absl::StrCat("expected numbers >= ", min, ", got '", s, "'"));
-    }
-    out->push_back(d);
-  }
-  return absl::OkStatus();
-}
-
+// The link as the testbed reads it (bench/relay.h), in the simulator's seconds.
 absl::Status ReadLink(const ConfigNode& n, sim::LinkModel* l) {
-  if (!n.Has("link")) return absl::OkStatus();
-  const ConfigNode k = n.Child("link");
-  PICE_RETURN_IF_ERROR(k.CheckKeys({"rtt", "jitter", "bandwidth_mbit", "loss", "rto"}));
-  PICE_RETURN_IF_ERROR(k.ReadSeconds("rtt", &l->rtt_s, 0, 10));
-  PICE_RETURN_IF_ERROR(k.ReadSeconds("jitter", &l->jitter_s, 0, 10));
-  PICE_RETURN_IF_ERROR(k.ReadSeconds("rto", &l->rto_s, 0, 10));
-  PICE_RETURN_IF_ERROR(k.ReadDouble("bandwidth_mbit", &l->mbit, 0, 1e6));
-  return k.ReadDouble("loss", &l->loss, 0, 0.5);
+  LinkSpec spec;
+  PICE_RETURN_IF_ERROR(LinkSpec::Read(n, &spec));
+  *l = {spec.rtt_ms / 1e3, spec.jitter_ms / 1e3, spec.mbit, spec.loss, spec.rto_ms / 1e3};
+  return absl::OkStatus();
 }
 
 // batch + decode_tokens_per_s (the same length, batches ascending), prefill, max_batch.
@@ -110,8 +94,8 @@ absl::Status ReadProfile(const ConfigNode& n, sim::EngineProfile* p) {
     PICE_RETURN_IF_ERROR(n.Require(k));
   }
   std::vector<double> b, r;
-  PICE_RETURN_IF_ERROR(ReadNumbers(n, "batch", &b, 1));
-  PICE_RETURN_IF_ERROR(ReadNumbers(n, "decode_tokens_per_s", &r, 1e-6));
+  PICE_RETURN_IF_ERROR(n.ReadDoubleList("batch", &b, 1, 1e6));
+  PICE_RETURN_IF_ERROR(n.ReadDoubleList("decode_tokens_per_s", &r, 1e-6, 1e9));
   if (b.empty() || b.size() != r.size()) {
     return n.ChildError("decode_tokens_per_s", "expected one rate per entry of `batch`");
   }
@@ -131,8 +115,8 @@ absl::Status ReadProfile(const ConfigNode& n, sim::EngineProfile* p) {
   if (p->context <= p->context_short) {
     return n.ChildError("context", "expected the mean context of decode_tokens_per_s, above short_context's");
   }
-  PICE_RETURN_IF_ERROR(ReadNumbers(s, "batch", &b, 1));
-  PICE_RETURN_IF_ERROR(ReadNumbers(s, "decode_tokens_per_s", &r, 1e-6));
+  PICE_RETURN_IF_ERROR(s.ReadDoubleList("batch", &b, 1, 1e6));
+  PICE_RETURN_IF_ERROR(s.ReadDoubleList("decode_tokens_per_s", &r, 1e-6, 1e9));
   if (b.empty() || b.size() != r.size()) {
     return s.ChildError("decode_tokens_per_s", "expected one rate per entry of `batch`");
   }
@@ -211,7 +195,7 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
   PICE_RETURN_IF_ERROR(w.ReadDouble("escalation", &k.escalation, 0, 1));
   const ConfigNode l = root.Child("load");
   PICE_RETURN_IF_ERROR(l.CheckKeys({"rates", "queries", "duration", "routes", "repeat", "timeout", "seed"}));
-  PICE_RETURN_IF_ERROR(ReadNumbers(l, "rates", &f.rates, 1e-9));
+  PICE_RETURN_IF_ERROR(l.ReadDoubleList("rates", &f.rates, 1e-9, 1e9));
   PICE_RETURN_IF_ERROR(l.ReadInt("queries", &f.run.queries, 0, 10000000));
   PICE_RETURN_IF_ERROR(l.ReadSeconds("duration", &f.run.duration_s, 0.001, 1e7));
   PICE_RETURN_IF_ERROR(l.ReadSeconds("timeout", &f.run.timeout_s, 0.001, 1e7));
@@ -237,10 +221,10 @@ absl::StatusOr<SimFile> LoadSimFile(const std::string& path) {
     f.has_scale = true;
     Scale& sc = f.scale;
     std::vector<double> v;
-    PICE_RETURN_IF_ERROR(ReadNumbers(g, "edges", &v, 1));
+    PICE_RETURN_IF_ERROR(g.ReadDoubleList("edges", &v, 1, 1e7));
     for (double x : v) sc.edges.push_back(int(x));
     if (g.Has("schedulers")) {
-      PICE_RETURN_IF_ERROR(ReadNumbers(g, "schedulers", &v, 1));
+      PICE_RETURN_IF_ERROR(g.ReadDoubleList("schedulers", &v, 1, 1024));
       sc.schedulers.clear();
       for (double x : v) sc.schedulers.push_back(int(x));
     }
@@ -397,11 +381,6 @@ void PrintCalibration(const json& c, const std::vector<std::string>& routes) {
     }
   }
   std::printf("within 10 %%: %d of %d figures\n", c["within_10pct"].get<int>(), c["compared"].get<int>());
-}
-
-std::string Hms(double s) {
-  const int v = int(s + 0.5);
-  return v >= 60 ? absl::StrFormat("%dm%02ds", v / 60, v % 60) : absl::StrFormat("%ds", v);
 }
 
 // The scale grid: one run per (edges, schedulers, load_poll) at rate_per_edge * edges.

@@ -105,6 +105,21 @@ TEST(ConfigTest, EnumsBoolsListsDurations) {
   EXPECT_DOUBLE_EQ(drain, 120);
 }
 
+TEST(ConfigTest, NumberLists) {
+  ConfigNode root = Load("rates: [0.5, 2]\none: 3\nbad: [1, x]\nlow: [1, -1]\n");
+  std::vector<double> v = {9};
+  ASSERT_TRUE(root.ReadDoubleList("rates", &v, 0, 10).ok());
+  EXPECT_EQ(v, (std::vector<double>{0.5, 2}));
+  ASSERT_TRUE(root.ReadDoubleList("one", &v, 0, 10).ok());
+  EXPECT_EQ(v, (std::vector<double>{3}));
+  ASSERT_TRUE(root.ReadDoubleList("absent", &v, 0, 10).ok());
+  EXPECT_EQ(v, (std::vector<double>{3}));  // an absent key leaves the default
+  EXPECT_EQ(root.ReadDoubleList("bad", &v, 0, 10).message(),
+            "edge.yaml: bad: expected numbers in [0, 10], got 'x'");
+  EXPECT_EQ(root.ReadDoubleList("low", &v, 0, 10).message(),
+            "edge.yaml: low: expected numbers in [0, 10], got '-1'");
+}
+
 TEST(StatusTest, SamplingParamsValidationNamesField) {
   SamplingLimits limits;
   v1::SamplingParams p;

@@ -193,12 +193,6 @@ TEST(SimScheduler, ProbesThatFillTheCpuStopTheScheduler) {
   EXPECT_DOUBLE_EQ(r.scheduler_utilization, 1.0);
 }
 
-}  // namespace
-}  // namespace pice::bench::sim
-
-namespace pice::bench::sim {
-namespace {
-
 TEST(SimScheduler, ShardedEdgesSplitTheProbes) {
   Topology t = Simple();
   t.edges = 100;
@@ -212,12 +206,6 @@ TEST(SimScheduler, ShardedEdgesSplitTheProbes) {
   for (const QueryResult& q : r.queries) EXPECT_TRUE(q.ok);
   EXPECT_NEAR(r.scheduler_utilization, 0.6, 0.05);
 }
-
-}  // namespace
-}  // namespace pice::bench::sim
-
-namespace pice::bench::sim {
-namespace {
 
 TEST(SimAdmission, FullEdgesSendThePointToTheCloud) {
   Topology t = Simple();
